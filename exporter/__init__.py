@@ -6,4 +6,3 @@ try:
     __version__ = version("whatsapp-support-exporter")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
-

@@ -1,0 +1,173 @@
+"""``--web.config.file``: TLS and basic auth for our own endpoint, in the exporter-toolkit format.
+
+Only the parts this exporter honours are accepted; an unknown key or a bad file stops the
+program at start rather than serving /metrics less protected than the operator believes.
+
+    tls_server_config:
+      cert_file: server.crt
+      key_file: server.key
+      client_ca_file: ca.crt              # optional
+      client_auth_type: RequireAndVerifyClientCert   # optional
+      min_version: TLS12                  # optional
+    basic_auth_users:
+      prometheus: $2y$10$...              # bcrypt hash
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
+from aiohttp import web
+
+_TLS_KEYS = {
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "client_auth_type",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "prefer_server_cipher_suites",
+    "curve_preferences",
+}
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+
+
+class WebConfigError(ValueError):
+    """The web config file cannot be used; the message says why (never a hash or key)."""
+
+
+@dataclass
+class WebConfig:
+    ssl_context: ssl.SSLContext | None = None
+    users: dict[str, bytes] = field(default_factory=dict)
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and check the file; every referenced file must exist and load."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise WebConfigError(f"cannot read {path}: {err.__class__.__name__}") from None
+    if not isinstance(raw, dict):
+        raise WebConfigError("must be a YAML mapping")
+    unknown = set(raw) - {"tls_server_config", "basic_auth_users", "http_server_config"}
+    if unknown:
+        raise WebConfigError(f"unknown key {sorted(unknown)[0]!r}")
+    config = WebConfig()
+    tls = raw.get("tls_server_config")
+    if tls is not None:
+        config.ssl_context = _ssl_context(tls, path.parent)
+    users = raw.get("basic_auth_users") or {}
+    if not isinstance(users, dict):
+        raise WebConfigError("basic_auth_users must be a mapping of user to bcrypt hash")
+    for user, hashed in users.items():
+        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            raise WebConfigError(f"basic_auth_users: the password of {user!r} is not a bcrypt hash")
+        config.users[str(user)] = hashed.encode()
+    return config
+
+
+def _ssl_context(tls: Any, base: Path) -> ssl.SSLContext:
+    if not isinstance(tls, dict):
+        raise WebConfigError("tls_server_config must be a mapping")
+    unknown = set(tls) - _TLS_KEYS
+    if unknown:
+        raise WebConfigError(f"tls_server_config: unknown key {sorted(unknown)[0]!r}")
+    if not tls.get("cert_file") or not tls.get("key_file"):
+        raise WebConfigError("tls_server_config needs cert_file and key_file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(base / tls["cert_file"], base / tls["key_file"])
+    except (OSError, ssl.SSLError) as err:
+        raise WebConfigError(
+            f"tls_server_config: cannot load cert_file/key_file: {err.__class__.__name__}"
+        ) from None
+    auth_type = tls.get("client_auth_type", "NoClientCert")
+    if auth_type not in _CLIENT_AUTH:
+        raise WebConfigError(f"tls_server_config: unknown client_auth_type {auth_type!r}")
+    context.verify_mode = _CLIENT_AUTH[auth_type]
+    if tls.get("client_ca_file"):
+        try:
+            context.load_verify_locations(base / tls["client_ca_file"])
+        except (OSError, ssl.SSLError) as err:
+            raise WebConfigError(
+                f"tls_server_config: cannot load client_ca_file: {err.__class__.__name__}"
+            ) from None
+    elif auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
+        raise WebConfigError(
+            f"tls_server_config: client_auth_type {auth_type} needs client_ca_file"
+        )
+    for key, attr in (("min_version", "minimum_version"), ("max_version", "maximum_version")):
+        if key in tls:
+            if tls[key] not in _VERSIONS:
+                raise WebConfigError(f"tls_server_config: unknown {key} {tls[key]!r}")
+            setattr(context, attr, _VERSIONS[tls[key]])
+    return context
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def basic_auth_middleware(users: dict[str, bytes]) -> Any:
+    """Require a configured user on every path; bcrypt checks (slow by design) are cached."""
+    verified: set[bytes] = set()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        digest = hashlib.sha256(header.encode()).digest()
+        if digest not in verified:
+            if not _check(header, users):
+                raise web.HTTPUnauthorized(
+                    headers={"WWW-Authenticate": 'Basic realm="whatsapp-support-exporter"'}
+                )
+            if len(verified) > 1000:
+                verified.clear()
+            verified.add(digest)
+        return await handler(request)
+
+    return middleware
+
+
+def _check(header: str, users: dict[str, bytes]) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    hashed = users.get(user)
+    if hashed is None:
+        # spend the time of a real check so that user names cannot be probed by timing
+        bcrypt.checkpw(password.encode(), _dummy_hash())
+        return False
+    return bcrypt.checkpw(password.encode(), hashed.replace(b"$2y$", b"$2b$", 1))
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    return bcrypt.hashpw(b"unused", bcrypt.gensalt(10))
