@@ -7,6 +7,7 @@ Every failure leaves here as a :class:`PollError` carrying exactly one reason of
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import logging
 import ssl
@@ -225,11 +226,10 @@ class SupportClient:
     async def _login(self) -> None:
         """POST /v1/users/login with Basic auth; keep the token until shortly before it expires."""
         assert self.credentials.username is not None and self.credentials.password is not None
-        auth = aiohttp.BasicAuth(
-            self.credentials.username, self.credentials.password.get_secret_value()
-        )
+        pair = f"{self.credentials.username}:{self.credentials.password.get_secret_value()}"
+        basic = {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
         try:
-            async with self.session.post(self.login_url, auth=auth) as resp:
+            async with self.session.post(self.login_url, headers=basic) as resp:
                 if resp.status >= 300:
                     raise _status_error(
                         resp.status,

@@ -69,9 +69,9 @@ class Exposition:
 
     def _runtime(self, openmetrics: bool) -> bytes:
         if openmetrics:
-            body: bytes = openmetrics_latest(self.registry)
+            body: bytes = openmetrics_latest(self.registry)  # type: ignore[no-untyped-call]
             return body.removesuffix(_EOF)
-        text: bytes = text_latest(self.registry)  # type: ignore[no-untyped-call]
+        text: bytes = text_latest(self.registry)
         return text
 
     def render(self, *, openmetrics: bool = False, gzip: bool = False) -> bytes:

@@ -1,0 +1,175 @@
+"""Shared fixtures: a simulated WhatsApp API on loopback, settings, and one-poll-at-a-time harnesses.
+
+Tests drive polls themselves (``Harness.poll``) instead of waiting for the schedule, so nothing
+sleeps for real; the few tests of the schedule itself use intervals of milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
+
+from exporter.client import Credentials, SupportClient, new_session
+from exporter.exposition import Exposition
+from exporter.poller import TargetPoller
+from exporter.settings import Settings, Target
+from exporter.simulator import Simulator
+from exporter.store import SnapshotStore
+
+API_KEY = "test-api-key-0123456789"
+USERNAME = "monitor"
+PASSWORD = "pa55-w0rd-for-tests"
+SECRETS = (API_KEY, PASSWORD)
+
+
+class FakeClock:
+    """Wall time that a test moves by hand."""
+
+    def __init__(self, now: float = 1_780_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings as a test wants them: fast, and with targets supplied by the test."""
+    values: dict[str, Any] = {
+        "targets": ["placeholder=http://127.0.0.1:1"],
+        "poll_interval": 0.05,
+        "poll_timeout": 1.0,
+        "max_backoff": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(api_key=API_KEY, username=USERNAME, password=PASSWORD)
+
+
+@pytest.fixture
+async def sim_base(sim: Simulator) -> AsyncIterator[str]:
+    """The simulator served on a loopback port: its base URL."""
+    server = TestServer(sim.app(), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+class Harness:
+    """One target's poller, client and store, polled by hand."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        target: Target,
+        credentials: Credentials,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.store = SnapshotStore(with_logins=credentials.can_login)
+        self.exposition = Exposition(self.store)
+        self.client = SupportClient(
+            session,
+            target,
+            credentials,
+            max_response_bytes=settings.max_response_bytes,
+            clock=clock,
+        )
+        self.poller = TargetPoller(
+            self.client,
+            self.store,
+            settings,
+            asyncio.Semaphore(settings.max_concurrency),
+            clock=clock,
+            rng=random.Random(1),
+        )
+
+    @property
+    def snapshot(self) -> Any:
+        return self.poller.snapshot
+
+    async def poll(self) -> float:
+        """One poll; returns the delay the poller would wait before the next."""
+        return await self.poller.poll_once()
+
+    def metrics(self) -> str:
+        return self.exposition.render().decode()
+
+
+@pytest.fixture
+async def harness(sim_base: str) -> AsyncIterator[Callable[..., Harness]]:
+    """Factory: ``harness("instance-name", api_key=..., username=..., **settings)``."""
+    sessions: list[aiohttp.ClientSession] = []
+    pollers: list[TargetPoller] = []
+
+    def make(
+        instance: str,
+        *,
+        api_key: str | None = API_KEY,
+        username: str | None = None,
+        password: str | None = None,
+        clock: Callable[[], float] | None = None,
+        url: str | None = None,
+        **overrides: Any,
+    ) -> Harness:
+        settings = make_settings(**overrides)
+        session = new_session(settings)
+        sessions.append(session)
+        credentials = Credentials(
+            SecretStr(api_key) if api_key else None,
+            username,
+            SecretStr(password) if password else None,
+        )
+        target = Target(name=instance, url=url or f"{sim_base}/{instance}")
+        h = Harness(session, settings, target, credentials, clock or _wall_clock)
+        pollers.append(h.poller)
+        return h
+
+    yield make
+    for poller in pollers:
+        poller.stop()
+    for session in sessions:
+        await session.close()
+
+
+def _wall_clock() -> float:
+    import time
+
+    return time.time()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait (in 10 ms steps) until the predicate holds; fail the test after timeout seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def exporter_app_factory(
+    settings: Settings,
+) -> tuple[web.Application, SnapshotStore]:
+    """The full web application with its poller, as ``__main__`` builds it."""
+    from exporter.poller import Poller
+    from exporter.web import create_app
+
+    store = SnapshotStore(with_logins=settings.username is not None)
+    poller = Poller(settings, store, settings.targets)
+    return create_app(store, poller=poller, telemetry_path=settings.telemetry_path), store
