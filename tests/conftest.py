@@ -1,4 +1,4 @@
-"""Shared fixtures: a simulated WhatsApp API on loopback, settings, and one-poll-at-a-time harnesses.
+"""Shared fixtures: a simulated WhatsApp API on loopback, settings, hand-driven poll harnesses.
 
 Tests drive polls themselves (``Harness.poll``) instead of waiting for the schedule, so nothing
 sleeps for real; the few tests of the schedule itself use intervals of milliseconds.
@@ -153,10 +153,10 @@ def _wall_clock() -> float:
     return time.time()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait (in 10 ms steps) until the predicate holds; fail the test after timeout seconds."""
+async def wait_for(predicate: Callable[[], bool], within: float = 3.0) -> None:
+    """Wait (in 10 ms steps) until the predicate holds; fail the test after `within` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
