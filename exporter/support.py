@@ -168,14 +168,9 @@ def parse_support(body: bytes) -> Support:
 
 def _is_clustered(support: dict[str, Any]) -> bool:
     """HA/multiconnect responses are keyed by ``host:container-id`` instead of field names."""
-    if not support:
+    if any(key in _KNOWN_KEYS or key.startswith(FREE_SPACE_PREFIX) for key in support):
         return False
-    for key, value in support.items():
-        if key in _KNOWN_KEYS or key.startswith(FREE_SPACE_PREFIX):
-            return False
-        if isinstance(value, dict):
-            return True
-    return False
+    return any(":" in key and isinstance(value, dict) for key, value in support.items())
 
 
 def _container(raw: dict[str, Any], invalid: list[str]) -> Container:

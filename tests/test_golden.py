@@ -1,0 +1,113 @@
+"""The exact /metrics text for fixed payloads of every shape, compared with a golden file.
+
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py``
+and read the diff: every changed line is a change users' dashboards will see.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.exposition import Exposition
+from exporter.store import SnapshotStore, TargetSnapshot
+from exporter.support import parse_support
+
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden" / "exposition.prom"
+GOLDEN_OM = HERE / "golden" / "exposition.openmetrics"
+RECEIVED_AT = 1_795_262_400.0  # 2026-11-21T12:00:00Z
+
+
+def golden_store() -> SnapshotStore:
+    """Three targets polled once each from the payload files, plus one that is down."""
+    store = SnapshotStore(with_logins=True)
+    for name in ("single", "ha", "multiconnect"):
+        support = parse_support((HERE / "payloads" / f"{name}.json").read_bytes())
+        snap = TargetSnapshot(name=name, url=f"https://{name}.example:9090")
+        snap.up = True
+        snap.support = support
+        snap.received_at = snap.last_success = RECEIVED_AT
+        snap.last_duration = 0.25
+        snap.polls = 3
+        snap.errors["timeout"] = 2
+        snap.logins["success"] = 1
+        snap.invalid_fields.update(support.invalid_fields)
+        store.publish(snap)
+    down = TargetSnapshot(name="down", url="https://down.example:9090", polls=4, last_duration=10.0)
+    down.errors["connect"] = 4
+    store.publish(down)
+    return store
+
+
+def render(openmetrics: bool) -> str:
+    exposition = Exposition(golden_store(), registry=CollectorRegistry())
+    return exposition.render(openmetrics=openmetrics).decode()
+
+
+@pytest.mark.parametrize(
+    ("openmetrics", "golden"), [(False, GOLDEN), (True, GOLDEN_OM)], ids=["text", "openmetrics"]
+)
+def test_exposition_matches_the_golden_file(openmetrics: bool, golden: Path) -> None:
+    text = render(openmetrics)
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_promtool_accepts_the_golden_exposition(require_tool: object) -> None:
+    result = subprocess.run(
+        [shutil.which("promtool") or "promtool", "check", "metrics"],
+        input=GOLDEN.read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_openmetrics_output_parses_with_the_reference_parser() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(GOLDEN_OM.read_text())}
+    assert families["whatsapp_exporter_polls"].type == "counter"
+    assert families["whatsapp_socket_state"].type == "gauge"
+
+
+def test_the_edge_cases_show_in_the_exposition_as_documented() -> None:
+    text = GOLDEN.read_text()
+    # an undocumented state and role get a series of their own
+    assert 'state="CONNECTING_v2"} 1' in text
+    assert 'role="standby_coreapp"} 1' in text
+    # [[1, 3]] owns three shards
+    assert (
+        'whatsapp_shards_owned{target="multiconnect",host="mc-core-1",container_id="000000000003"} 3'
+        in text
+    )
+    # a wrong-typed field is counted and the rest of its container exported
+    assert (
+        'whatsapp_exporter_invalid_fields_total{target="multiconnect",field="free_space_data"} 1'
+        in text
+    )
+    assert (
+        'whatsapp_build_info{target="multiconnect",host="mc-core-1",container_id="000000000003",version="v2.54.0"'
+        in text
+    )
+    # label values are escaped
+    assert 'description="build \\"quoted\\" \\\\ path"' in text
+    # clock skew: the container is 30 s behind the exporter
+    assert (
+        'whatsapp_clock_skew_seconds{target="multiconnect",host="mc-core-0",container_id="000000000002"} -30'
+        in text
+    )
+    # a down target keeps its poll series and has no data series
+    assert 'whatsapp_up{target="down"} 0' in text
+    assert not any(
+        'target="down"' in line for line in text.splitlines() if line.startswith("whatsapp_free")
+    )
+    for secret in ("hunter2", "do-not-export-me", "+15550100123"):
+        assert secret not in text
