@@ -48,7 +48,8 @@ class Target:
             )
         if parsed.query_string or parsed.fragment:
             raise ValueError(f"{url.strip()!r} must not have a query or fragment")
-        name = name.strip() or f"{parsed.host}:{parsed.explicit_port or parsed.port}"
+        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+        name = name.strip() or f"{host}:{parsed.explicit_port or parsed.port}"
         return cls(name=name, url=str(parsed).rstrip("/"))
 
 

@@ -1,0 +1,122 @@
+"""The exporter's own endpoints, as Prometheus, a browser and a kubelet see them."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import Any
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from exporter.simulator import Simulator
+from exporter.store import SnapshotStore, TargetSnapshot
+from exporter.web import create_app
+from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
+
+
+def store_with_one_target() -> SnapshotStore:
+    store = SnapshotStore()
+    store.publish(TargetSnapshot(name="wa<script>", url="https://wa.example:9090", polls=1))
+    return store
+
+
+async def test_metrics_default_to_the_prometheus_text_format(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(store_with_one_target()))
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = await response.text()
+    assert "# TYPE whatsapp_exporter_polls_total counter" in text
+    assert "process_cpu_seconds_total" in text
+
+
+async def test_metrics_speak_openmetrics_when_asked(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(store_with_one_target()))
+    response = await client.get(
+        "/metrics",
+        headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"},
+    )
+    assert response.headers["Content-Type"].startswith(
+        "application/openmetrics-text; version=1.0.0"
+    )
+    text = await response.text()
+    assert text.endswith("# EOF\n")
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"whatsapp_up", "whatsapp_exporter_polls", "process_cpu_seconds"} <= names
+
+
+async def test_gzip_is_one_valid_gzip_member_with_the_same_content(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(store_with_one_target()))
+    response = await client.get(
+        "/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    )
+    assert response.headers["Content-Encoding"] == "gzip"
+    raw = await response.read()
+    # a strict single-member decoder (as many HTTP clients use) must read all of it
+    decoder = zlib.decompressobj(wbits=31)
+    text = decoder.decompress(raw) + decoder.flush()
+    assert decoder.eof and not decoder.unused_data
+    assert text == gzip.decompress(raw)
+    assert b'whatsapp_up{target="wa<script>"} 0' in text
+    assert b"process_cpu_seconds_total" in text
+
+
+async def test_no_gzip_when_the_client_refuses_it(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(store_with_one_target()))
+    response = await client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in response.headers
+
+
+async def test_landing_page_names_the_exporter_links_metrics_and_escapes_target_names(
+    aiohttp_client: Any,
+) -> None:
+    client = await aiohttp_client(create_app(store_with_one_target()))
+    page = await (await client.get("/")).text()
+    assert "WhatsApp Support Exporter" in page
+    assert '<a href="/metrics">' in page
+    assert "wa&lt;script&gt;" in page and "<script>" not in page
+
+
+async def test_health_and_readiness_answer_without_any_upstream(aiohttp_client: Any) -> None:
+    settings = make_settings(targets=["dead=http://127.0.0.1:9"], api_key=API_KEY)
+    app, _ = exporter_app_factory(settings)
+    client = await aiohttp_client(app)
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/-/ready")).status == 200
+
+
+async def test_custom_telemetry_path_serves_metrics(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(store_with_one_target(), telemetry_path="/wa/metrics"))
+    assert (await client.get("/wa/metrics")).status == 200
+    assert (await client.get("/metrics")).status == 404
+
+
+async def test_scrape_reflects_a_changed_snapshot_and_only_then(aiohttp_client: Any) -> None:
+    store = store_with_one_target()
+    client = await aiohttp_client(create_app(store))
+    first = await (await client.get("/metrics")).text()
+    version = store.version
+    again = await (await client.get("/metrics")).text()
+    assert store.version == version  # a scrape changes nothing
+    assert first.split("# HELP process")[0] == again.split("# HELP process")[0]
+    snap = store.snapshots["wa<script>"]
+    snap.polls = 2
+    store.publish(snap)
+    after = await (await client.get("/metrics")).text()
+    assert 'whatsapp_exporter_polls_total{target="wa<script>"} 2' in after
+
+
+async def test_landing_page_shows_each_targets_state_and_last_error(
+    aiohttp_client: Any, sim: Simulator, sim_base: str
+) -> None:
+    sim.add_instance("good", "single")
+    sim.add_instance("broken", "single").faults.status = 500
+    settings = make_settings(
+        targets=[f"good={sim_base}/good", f"broken={sim_base}/broken"], api_key=API_KEY
+    )
+    app, store = exporter_app_factory(settings)
+    client = await aiohttp_client(app)
+    await wait_for(lambda: store.snapshots["good"].up and store.snapshots["broken"].polls > 0)
+    page = await (await client.get("/")).text()
+    assert "<td>good</td>" in page and "<td>up</td>" in page
+    assert "<td>broken</td>" in page and "http: /v1/support answered HTTP 500" in page
