@@ -73,8 +73,6 @@ async def serve(settings: Settings, web_config: WebConfig | None) -> None:
     if settings.demo:
         settings, sim_runner = await start_demo_simulator(settings)
         cleanups.append(sim_runner)
-    if not settings.tls_verify:
-        log.warning("TLS certificate verification of the upstream is off")
     store = SnapshotStore(with_logins=settings.username is not None)
     poller = Poller(settings, store, settings.targets)
     middlewares = (

@@ -61,8 +61,9 @@ class Credentials:
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
-    """The upstream TLS policy: a CA file, the system store, or (logged at start) no checks."""
+    """The upstream TLS policy: a CA file, the system store, or (with a warning) no checks."""
     if not settings.tls_verify:
+        log.warning("TLS certificate verification of the upstream is off")
         return False
     cafile = str(settings.tls_ca_file) if settings.tls_ca_file else None
     return ssl.create_default_context(cafile=cafile)
@@ -183,7 +184,10 @@ class SupportClient:
     async def _fetch_support(self) -> bytes:
         for attempt in range(2):
             headers = await self._auth_header()
-            async with self.session.get(self.support_url, headers=headers) as resp:
+            # no redirects: one could carry the credential to another host
+            async with self.session.get(
+                self.support_url, headers=headers, allow_redirects=False
+            ) as resp:
                 if resp.status == 401 and attempt == 0 and self._may_retry_auth():
                     continue
                 if resp.status >= 300:
@@ -229,7 +233,9 @@ class SupportClient:
         pair = f"{self.credentials.username}:{self.credentials.password.get_secret_value()}"
         basic = {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
         try:
-            async with self.session.post(self.login_url, headers=basic) as resp:
+            async with self.session.post(
+                self.login_url, headers=basic, allow_redirects=False
+            ) as resp:
                 if resp.status >= 300:
                     raise _status_error(
                         resp.status,

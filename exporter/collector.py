@@ -18,7 +18,6 @@ A cluster member adds ``host`` and ``container_id`` after ``target``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -168,6 +167,8 @@ def escape(value: str) -> str:
 
 def number(value: float) -> str:
     """A sample value as Prometheus writes it."""
+    if type(value) is int:
+        return str(value)
     if value == math.inf:
         return "+Inf"
     if value == -math.inf:
@@ -179,6 +180,18 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+def _label(name: str, value: str) -> str:
+    """``,name="value"``: one label after the target's (escaped)."""
+    return f',{name}="{escape(value)}"'
+
+
+# Constant label suffixes of the documented states and reasons, built once.
+_STATE_LABELS = {state: _label("state", state) for state in SOCKET_STATES}
+_ROLE_LABELS = {role: _label("role", role) for role in ROLES}
+_REASON_LABELS = tuple((reason, _label("reason", reason)) for reason in ERROR_REASONS)
+_RESULT_LABELS = tuple((result, _label("result", result)) for result in LOGIN_RESULTS)
+
+
 class _Lines:
     """Per-family sample lines of one target, in the order they are rendered."""
 
@@ -187,19 +200,25 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: dict[str, list[str]] = {}
 
-    def add(self, family: str, labels: str, value: float, **extra: str) -> None:
-        if extra:
-            labels += "".join(f',{k}="{escape(v)}"' for k, v in extra.items())
-        self.lines.setdefault(family, []).append(f"{family}{{{labels}}} {number(value)}\n")
+    def add(self, family: str, labels: str, value: float, extra: str = "") -> None:
+        """One sample; ``extra`` is the labels after the target's, each ``,name="value"``."""
+        lines = self.lines.get(family)
+        if lines is None:
+            lines = self.lines[family] = []
+        lines.append(f"{family}{{{labels}{extra}}} {number(value)}\n")
 
     def states(
-        self, family: str, labels: str, label: str, known: Iterable[str], current: str
+        self, family: str, labels: str, label: str, known: dict[str, str], current: str
     ) -> None:
         """One series per documented state (zeros too), plus an undocumented current one."""
-        for state in known:
-            self.add(family, labels, 1 if state == current else 0, **{label: state})
+        lines = self.lines.get(family)
+        if lines is None:
+            lines = self.lines[family] = []
+        head = f"{family}{{{labels}"
+        for state, extra in known.items():
+            lines.append(f"{head}{extra}}} {1 if state == current else 0}\n")
         if current not in known:
-            self.add(family, labels, 1, **{label: current})
+            lines.append(f"{head}{_label(label, current)}}} 1\n")
 
 
 def render_target(snapshot: TargetSnapshot, *, with_logins: bool) -> dict[str, str]:
@@ -215,23 +234,15 @@ def render_target(snapshot: TargetSnapshot, *, with_logins: bool) -> dict[str, s
     if snapshot.last_success is not None:
         out.add("whatsapp_exporter_last_success_timestamp_seconds", base, snapshot.last_success)
     out.add("whatsapp_exporter_polls_total", base, snapshot.polls)
-    for reason in ERROR_REASONS:
-        out.add(
-            "whatsapp_exporter_poll_errors_total",
-            base,
-            snapshot.errors.get(reason, 0),
-            reason=reason,
-        )
+    errors = snapshot.errors
+    for reason, extra in _REASON_LABELS:
+        out.add("whatsapp_exporter_poll_errors_total", base, errors.get(reason, 0), extra)
     if with_logins:
-        for result in LOGIN_RESULTS:
-            out.add(
-                "whatsapp_exporter_logins_total",
-                base,
-                snapshot.logins.get(result, 0),
-                result=result,
-            )
+        logins = snapshot.logins
+        for result, extra in _RESULT_LABELS:
+            out.add("whatsapp_exporter_logins_total", base, logins.get(result, 0), extra)
     for name, count in sorted(snapshot.invalid_fields.items()):
-        out.add("whatsapp_exporter_invalid_fields_total", base, count, field=name)
+        out.add("whatsapp_exporter_invalid_fields_total", base, count, _label("field", name))
     return {family: "".join(lines) for family, lines in out.lines.items()}
 
 
@@ -244,22 +255,22 @@ def _render_container(
         labels += f',host="{escape(container.host)}",container_id="{container_id}"'
     c = container.fields
     for directory, free in c.free_space.items():
-        out.add("whatsapp_free_space_bytes", labels, free, directory=directory)
+        out.add("whatsapp_free_space_bytes", labels, free, _label("directory", directory))
     if c.socket_conn is not None:
-        out.states("whatsapp_socket_state", labels, "state", SOCKET_STATES, c.socket_conn)
+        out.states("whatsapp_socket_state", labels, "state", _STATE_LABELS, c.socket_conn)
         out.add("whatsapp_socket_connected", labels, 1 if c.socket_conn == "UP" else 0)
     if c.expire_timestamp is not None:
         out.add("whatsapp_build_expiry_timestamp_seconds", labels, utc_seconds(c.expire_timestamp))
     if c.multi_connect is not None:
         out.add("whatsapp_multiconnect_enabled", labels, 1 if c.multi_connect else 0)
     if c.role is not None:
-        out.states("whatsapp_role", labels, "role", ROLES, c.role)
+        out.states("whatsapp_role", labels, "role", _ROLE_LABELS, c.role)
     if c.shards is not None:
         out.add("whatsapp_shards_owned", labels, len(c.shards))
         for shard in sorted(c.shards):
-            out.add("whatsapp_shard_owned", labels, 1, shard=str(shard))
+            out.add("whatsapp_shard_owned", labels, 1, f',shard="{shard}"')
     for table, version in (c.schema_ or {}).items():
-        out.add("whatsapp_schema_version", labels, version, table=table)
+        out.add("whatsapp_schema_version", labels, version, _label("table", table))
     if c.registered is not None:
         out.add("whatsapp_registered", labels, 1 if c.registered else 0)
     if c.version is not None or c.description is not None:
@@ -267,19 +278,18 @@ def _render_container(
             "whatsapp_build_info",
             labels,
             1,
-            version=c.version or "",
-            description=c.description or "",
+            _label("version", c.version or "") + _label("description", c.description or ""),
         )
     if any(v is not None for v in (c.db_engine, c.os_name, c.os_version, c.lc, c.lg)):
         out.add(
             "whatsapp_container_info",
             labels,
             1,
-            db_engine=c.db_engine or "",
-            os_name=c.os_name or "",
-            os_version=c.os_version or "",
-            lc=c.lc or "",
-            lg=c.lg or "",
+            _label("db_engine", c.db_engine or "")
+            + _label("os_name", c.os_name or "")
+            + _label("os_version", c.os_version or "")
+            + _label("lc", c.lc or "")
+            + _label("lg", c.lg or ""),
         )
     if c.device_iso8601 is not None and received_at is not None:
         out.add("whatsapp_clock_skew_seconds", labels, utc_seconds(c.device_iso8601) - received_at)

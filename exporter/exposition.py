@@ -1,6 +1,8 @@
 """The /metrics body: pre-rendered target pieces joined per family, cached, compressed once.
 
-The data part changes only when a snapshot does, so it is joined and deflated once per change;
+The data part changes only when a snapshot does. It is kept per family in blocks of targets, each
+joined and deflated on its own (streams ending on a sync flush concatenate into one), so after a
+poll only the blocks holding that target are done again;
 the exporter's process metrics (small, always moving) are rendered per scrape and appended to the
 same gzip member (the cached deflate stream ends on a sync flush, so another stream continues it).
 """
@@ -32,6 +34,32 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+# Targets per block: a block of a family is joined and deflated again only when one of its
+# targets changed, so a scrape after a poll costs a few small blocks, not the whole body.
+BLOCK_TARGETS = 64
+
+
+def _deflate(data: bytes) -> bytes:
+    """A raw deflate stream ending on a sync flush, so such streams concatenate into one."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+class _Block:
+    """The text of up to BLOCK_TARGETS targets in one family, and its deflate stream."""
+
+    __slots__ = ("deflated", "text")
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self.deflated: bytes | None = None
+
+    def compressed(self) -> bytes:
+        if self.deflated is None:
+            self.deflated = _deflate(self.text)
+        return self.deflated
+
+
 class _Cached:
     """The joined data part for one format, and its deflate stream once asked for."""
 
@@ -48,23 +76,83 @@ class Exposition:
     def __init__(self, store: SnapshotStore, registry: CollectorRegistry | None = None) -> None:
         self.store = store
         self.registry = registry if registry is not None else process_registry()
-        self._joined: dict[str, str] = {}
+        self._layout = -1
+        self._version = -1
+        self._index: dict[str, int] = {}  # target name -> position in the store's order
+        self._blocks: dict[str, list[_Block]] = {}  # per family, in target order
+        self._headers = {
+            fmt: {name: family.header(fmt).encode() for name, family in FAMILIES.items()}
+            for fmt in (False, True)
+        }
+        self._headers_deflated: dict[bool, dict[str, bytes]] = {False: {}, True: {}}
         self._cache = {False: _Cached(), True: _Cached()}
 
-    def _data(self, openmetrics: bool) -> _Cached:
+    def _refresh(self) -> None:
+        """Bring the blocks up to the store: only blocks holding a changed target are redone."""
+        store = self.store
+        if store.version == self._version:
+            return
+        dirty = store.take_dirty()
+        names = list(store.pieces)
+        if store.layout != self._layout or len(names) != len(self._index):
+            self._index = {name: i for i, name in enumerate(names)}
+            self._blocks = {name: self._join_blocks(names, name) for name in METRIC_NAMES}
+            self._layout = store.layout
+        else:
+            for family, changed in dirty.items():
+                blocks = self._blocks.get(family)
+                if blocks is None:
+                    continue
+                for b in {self._index[name] // BLOCK_TARGETS for name in changed}:
+                    blocks[b] = self._join_block(names, family, b * BLOCK_TARGETS)
+        self._version = store.version
+
+    def _join_blocks(self, names: list[str], family: str) -> list[_Block]:
+        return [
+            self._join_block(names, family, start) for start in range(0, len(names), BLOCK_TARGETS)
+        ]
+
+    def _join_block(self, names: list[str], family: str, start: int) -> _Block:
+        pieces = self.store.pieces
+        texts = []
+        for name in names[start : start + BLOCK_TARGETS]:
+            text = pieces[name].get(family)
+            if text:
+                texts.append(text)
+        return _Block("".join(texts).encode())
+
+    def _parts(self, openmetrics: bool) -> list[tuple[str | None, _Block | bytes]]:
+        parts: list[tuple[str | None, _Block | bytes]] = []
+        headers = self._headers[openmetrics]
+        for name in METRIC_NAMES:
+            blocks = [b for b in self._blocks.get(name, ()) if b.text]
+            if blocks:
+                parts.append((name, headers[name]))
+                parts.extend((None, b) for b in blocks)
+        return parts
+
+    def _data(self, openmetrics: bool, *, deflate: bool = False) -> _Cached:
+        self._refresh()
         cached = self._cache[openmetrics]
         if cached.version != self.store.version:
-            for family in self.store.take_dirty():
-                self._joined[family] = self.store.family_text(family)
-            parts = []
-            for name in METRIC_NAMES:
-                text = self._joined.get(name)
-                if text:
-                    parts.append(FAMILIES[name].header(openmetrics))
-                    parts.append(text)
-            cached.body = "".join(parts).encode()
+            parts = self._parts(openmetrics)
+            cached.body = b"".join(p.text if isinstance(p, _Block) else p for _, p in parts)
             cached.version = self.store.version
             cached.deflated = None
+        if deflate and cached.deflated is None:
+            headers = self._headers_deflated[openmetrics]
+            streams = []
+            for name, part in self._parts(openmetrics):
+                if isinstance(part, _Block):
+                    streams.append(part.compressed())
+                else:
+                    assert name is not None
+                    header = headers.get(name)
+                    if header is None:
+                        header = headers[name] = _deflate(part)
+                    streams.append(header)
+            cached.deflated = b"".join(streams)
+            cached.crc = zlib.crc32(cached.body)
         return cached
 
     def _runtime(self, openmetrics: bool) -> bytes:
@@ -76,14 +164,11 @@ class Exposition:
 
     def render(self, *, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """The whole body in the asked format, gzip-compressed if asked."""
-        data = self._data(openmetrics)
+        data = self._data(openmetrics, deflate=gzip)
         tail = self._runtime(openmetrics) + (_EOF if openmetrics else b"")
         if not gzip:
             return data.body + tail
-        if data.deflated is None:
-            compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-            data.deflated = compressor.compress(data.body) + compressor.flush(zlib.Z_SYNC_FLUSH)
-            data.crc = zlib.crc32(data.body)
+        assert data.deflated is not None
         compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
         end = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
         crc = zlib.crc32(tail, data.crc)

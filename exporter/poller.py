@@ -59,7 +59,12 @@ class TargetPoller:
         await asyncio.sleep(self.rng.uniform(0, min(self.settings.poll_interval, 1.0)))
         while True:
             started = time.monotonic()
-            delay = await self.poll_once()
+            try:
+                delay = await self.poll_once()
+            except Exception:
+                # a bug must cost one poll, not the target's task for the rest of the process
+                log.exception("poll crashed", extra={"target": self.snapshot.name})
+                delay = self.settings.poll_interval
             await asyncio.sleep(max(delay - (time.monotonic() - started), 0.0))
 
     async def poll_once(self) -> float:

@@ -8,6 +8,8 @@ a half-understood configuration is worse than one that refuses to start.
 from __future__ import annotations
 
 import argparse
+import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,17 +42,24 @@ class Target:
         if not sep:
             name, url = "", text.strip()
         parsed = URL(url.strip())
+        shown = _redact(url.strip())
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"{url.strip()!r} is not an http:// or https:// URL with a host")
+            raise ValueError(f"{shown!r} is not an http:// or https:// URL with a host")
         if parsed.user or parsed.password:
             raise ValueError(
                 "credentials in a target URL are not allowed; use WA_USERNAME/WA_PASSWORD"
             )
         if parsed.query_string or parsed.fragment:
-            raise ValueError(f"{url.strip()!r} must not have a query or fragment")
+            raise ValueError(f"{shown!r} must not have a query or fragment")
         host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
         name = name.strip() or f"{host}:{parsed.explicit_port or parsed.port}"
         return cls(name=name, url=str(parsed).rstrip("/"))
+
+
+def _redact(url: str) -> str:
+    """A URL fit for an error message: no user info, no query, no fragment (they may be secret)."""
+    url = re.sub(r"^([^@/]*://)?[^@/]*@", r"\1***@", url)
+    return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 class Settings(BaseSettings):
@@ -67,12 +76,12 @@ class Settings(BaseSettings):
     password: SecretStr | None = None
     password_file: Path | None = None
 
-    poll_interval: float = Field(30.0, gt=0)
-    poll_timeout: float = Field(10.0, gt=0)
-    stale_after: float | None = Field(None, gt=0)
+    poll_interval: float = Field(30.0, gt=0, allow_inf_nan=False)
+    poll_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+    stale_after: float | None = Field(None, gt=0, allow_inf_nan=False)
     max_concurrency: int = Field(32, ge=1)
     max_response_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_backoff: float = Field(300.0, gt=0)
+    max_backoff: float = Field(300.0, gt=0, allow_inf_nan=False)
 
     tls_verify: bool = True
     tls_ca_file: Path | None = None
@@ -109,6 +118,19 @@ class Settings(BaseSettings):
     def _readable_file(cls, path: Path | None) -> Path | None:
         if path is not None and not path.is_file():
             raise ValueError(f"{path} is not a readable file")
+        return path
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_bundle(cls, path: Path | None) -> Path | None:
+        """Load it now: a bad bundle found at the first poll would fail every poll as ``tls``."""
+        if path is not None:
+            try:
+                ssl.create_default_context(cafile=str(path))
+            except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+                raise ValueError(
+                    f"{path} holds no usable CA certificate ({err.__class__.__name__})"
+                ) from None
         return path
 
     @field_validator("api_key")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.collector import METRIC_NAMES, exporter_info, render_target
+from exporter.collector import exporter_info, render_target
 from exporter.support import Support
 
 
@@ -39,9 +39,12 @@ class SnapshotStore:
     def __init__(self, *, with_logins: bool = False) -> None:
         self.with_logins = with_logins
         self.snapshots: dict[str, TargetSnapshot] = {}
-        self._pieces: dict[str, dict[str, str]] = {"": exporter_info()}
-        self._dirty: set[str] = set(METRIC_NAMES)
-        self.version = 0
+        # Rendered text per target (in publication order), then per family; "" is the exporter.
+        self.pieces: dict[str, dict[str, str]] = {"": exporter_info()}
+        # Per family, the targets whose text changed since the exposition last looked.
+        self._dirty: dict[str, set[str]] = {}
+        self.version = 0  # bumps on every change of any text
+        self.layout = 0  # bumps when a target is added or removed (the order of pieces moves)
 
     def publish(self, snapshot: TargetSnapshot) -> None:
         """Store a target's new state and render its series."""
@@ -54,21 +57,35 @@ class SnapshotStore:
         self._replace(name, {})
 
     def _replace(self, name: str, pieces: dict[str, str]) -> None:
-        old = self._pieces.get(name, {})
-        changed = {f for f in old.keys() | pieces.keys() if old.get(f) != pieces.get(f)}
-        if pieces:
-            self._pieces[name] = pieces
-        else:
-            self._pieces.pop(name, None)
+        old = self.pieces.get(name)
+        if old is None or not pieces:
+            if old is None and not pieces:
+                return
+            self.layout += 1
+            if pieces:
+                self.pieces[name] = pieces
+            else:
+                del self.pieces[name]
+            self.version += 1
+            return
+        changed = [f for f, text in pieces.items() if old.get(f) != text]
+        changed += [f for f in old if f not in pieces]
+        self.pieces[name] = pieces
         if changed:
-            self._dirty |= changed
+            for family in changed:
+                dirty = self._dirty.get(family)
+                if dirty is None:
+                    self._dirty[family] = {name}
+                else:
+                    dirty.add(name)
             self.version += 1
 
-    def take_dirty(self) -> set[str]:
-        """The families changed since the last call (the exposition re-joins only those)."""
-        dirty, self._dirty = self._dirty, set()
+    def take_dirty(self) -> dict[str, set[str]]:
+        """Per family, the targets changed since the last call (the exposition re-joins only
+        the blocks holding them). Meaningless after a layout change: then everything is new."""
+        dirty, self._dirty = self._dirty, {}
         return dirty
 
     def family_text(self, family: str) -> str:
         """Every target's samples of one family, in target order."""
-        return "".join(p[family] for p in self._pieces.values() if family in p)
+        return "".join(p[family] for p in self.pieces.values() if family in p)

@@ -39,6 +39,11 @@ def parse_timestamp(value: Any) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    try:
+        # "0001-01-01T00:00+01:00" parses but has no UTC time: refuse it here, not at render
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
     return parsed
 
 
