@@ -1,10 +1,10 @@
 """The /metrics body: pre-rendered target pieces joined per family, cached, compressed once.
 
 The data part changes only when a snapshot does. It is kept per family in blocks of targets, each
-joined and deflated on its own (streams ending on a sync flush concatenate into one), so after a
-poll only the blocks holding that target are done again;
-the exporter's process metrics (small, always moving) are rendered per scrape and appended to the
-same gzip member (the cached deflate stream ends on a sync flush, so another stream continues it).
+joined and deflated on its own (raw deflate streams ending on a sync flush concatenate into one),
+so after a poll only the blocks holding that target are done again. The exporter's process
+metrics are rendered about once a second off the scrape path and deflated at the end of the same
+gzip member. A scrape that finds nothing changed returns the cached body as it is.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from exporter.store import SnapshotStore
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-_EOF = b"# EOF\n"
 
 
 def process_registry() -> CollectorRegistry:
@@ -60,16 +59,6 @@ class _Block:
         return self.deflated
 
 
-class _Cached:
-    """The joined data part for one format, and its deflate stream once asked for."""
-
-    def __init__(self) -> None:
-        self.version = -1
-        self.body = b""
-        self.deflated: bytes | None = None
-        self.crc = 0
-
-
 class Exposition:
     """Builds /metrics bodies from a store without touching anything but memory."""
 
@@ -85,7 +74,10 @@ class Exposition:
             for fmt in (False, True)
         }
         self._headers_deflated: dict[bool, dict[str, bytes]] = {False: {}, True: {}}
-        self._cache = {False: _Cached(), True: _Cached()}
+        self._runtime: dict[bool, bytes] = {}  # process metrics per format, see refresh_runtime
+        self._runtime_version = 0
+        # (openmetrics, gzip) -> ((store version, runtime version), body)
+        self._bodies: dict[tuple[bool, bool], tuple[tuple[int, int], bytes]] = {}
 
     def _refresh(self) -> None:
         """Bring the blocks up to the store: only blocks holding a changed target are redone."""
@@ -131,46 +123,61 @@ class Exposition:
                 parts.extend((None, b) for b in blocks)
         return parts
 
-    def _data(self, openmetrics: bool, *, deflate: bool = False) -> _Cached:
-        self._refresh()
-        cached = self._cache[openmetrics]
-        if cached.version != self.store.version:
-            parts = self._parts(openmetrics)
-            cached.body = b"".join(p.text if isinstance(p, _Block) else p for _, p in parts)
-            cached.version = self.store.version
-            cached.deflated = None
-        if deflate and cached.deflated is None:
-            headers = self._headers_deflated[openmetrics]
-            streams = []
-            for name, part in self._parts(openmetrics):
-                if isinstance(part, _Block):
-                    streams.append(part.compressed())
-                else:
-                    assert name is not None
-                    header = headers.get(name)
-                    if header is None:
-                        header = headers[name] = _deflate(part)
-                    streams.append(header)
-            cached.deflated = b"".join(streams)
-            cached.crc = zlib.crc32(cached.body)
-        return cached
+    def refresh_runtime(self) -> None:
+        """Render the process and Python metrics (for the formats scraped so far).
 
-    def _runtime(self, openmetrics: bool) -> bytes:
-        if openmetrics:
-            body: bytes = openmetrics_latest(self.registry)  # type: ignore[no-untyped-call]
-            return body.removesuffix(_EOF)
-        text: bytes = text_latest(self.registry)
-        return text
+        Called about once a second off the scrape path (``web.py``), so a scrape never reads
+        /proc nor renders; their values are at most that old.
+        """
+        for openmetrics in list(self._runtime):
+            if openmetrics:  # ends with "# EOF", as the whole body must
+                body: bytes = openmetrics_latest(self.registry)  # type: ignore[no-untyped-call]
+                self._runtime[True] = body
+            else:
+                self._runtime[False] = text_latest(self.registry)
+        self._runtime_version += 1
 
     def render(self, *, openmetrics: bool = False, gzip: bool = False) -> bytes:
-        """The whole body in the asked format, gzip-compressed if asked."""
-        data = self._data(openmetrics, deflate=gzip)
-        tail = self._runtime(openmetrics) + (_EOF if openmetrics else b"")
-        if not gzip:
-            return data.body + tail
-        assert data.deflated is not None
+        """The whole body in the asked format, gzip-compressed if asked; cached until it changes."""
+        self._refresh()
+        if openmetrics not in self._runtime:
+            self._runtime[openmetrics] = b""
+            self.refresh_runtime()
+        version = (self.store.version, self._runtime_version)
+        cached = self._bodies.get((openmetrics, gzip))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        parts = self._parts(openmetrics)
+        tail = self._runtime[openmetrics]
+        if gzip:
+            body = self._gzip(openmetrics, parts, tail)
+        else:
+            body = b"".join([p.text if isinstance(p, _Block) else p for _, p in parts] + [tail])
+        self._bodies[(openmetrics, gzip)] = (version, body)
+        return body
+
+    def _gzip(
+        self, openmetrics: bool, parts: list[tuple[str | None, _Block | bytes]], tail: bytes
+    ) -> bytes:
+        """One gzip member from the blocks' cached deflate streams and the deflated tail."""
+        headers = self._headers_deflated[openmetrics]
+        streams = [_GZIP_HEADER]
+        crc = size = 0
+        for name, part in parts:
+            text = part.text if isinstance(part, _Block) else part
+            crc = zlib.crc32(text, crc)
+            size += len(text)
+            if isinstance(part, _Block):
+                streams.append(part.compressed())
+            else:
+                assert name is not None
+                header = headers.get(name)
+                if header is None:
+                    header = headers[name] = _deflate(part)
+                streams.append(header)
         compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-        end = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
-        crc = zlib.crc32(tail, data.crc)
-        size = (len(data.body) + len(tail)) & 0xFFFFFFFF
-        return b"".join((_GZIP_HEADER, data.deflated, end, struct.pack("<II", crc, size)))
+        streams.append(compressor.compress(tail) + compressor.flush(zlib.Z_FINISH))
+        crc = zlib.crc32(tail, crc)
+        size += len(tail)
+        streams.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
+        return b"".join(streams)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +25,22 @@ log = logging.getLogger("exporter.poller")
 
 # Reasons that say "slow down": the next poll waits longer each time, up to max_backoff.
 BACKOFF_REASONS = frozenset({"rate_limited", "unavailable", "timeout", "connect", "auth"})
+
+
+# Polls start on a shared grid of this many seconds (or an eighth of the interval if shorter):
+# the polls of a fleet that fall due together then share one wake-up of the process, and their
+# answers mostly one turn of the event loop. On a virtual machine a wake-up from idle costs more
+# CPU than a poll's own work (see docs/benchmarks.md).
+POLL_TICK = 0.25
+
+
+def tick_for(interval: float) -> float:
+    return min(POLL_TICK, interval / 8)
+
+
+def on_tick(now: float, delay: float, tick: float) -> float:
+    """The delay from ``now`` to the first grid point at least ``delay`` away."""
+    return math.ceil((now + delay) / tick) * tick - now
 
 
 class TargetPoller:
@@ -56,16 +73,21 @@ class TargetPoller:
 
     async def run(self) -> None:
         """Poll until cancelled: first soon after start, then every interval (or backoff)."""
-        await asyncio.sleep(self.rng.uniform(0, min(self.settings.poll_interval, 1.0)))
+        loop = asyncio.get_running_loop()
+        tick = tick_for(self.settings.poll_interval)
+        first = self.rng.uniform(0, min(self.settings.poll_interval, 1.0))
+        await asyncio.sleep(on_tick(loop.time(), first, tick))
         while True:
-            started = time.monotonic()
+            started = loop.time()
             try:
                 delay = await self.poll_once()
             except Exception:
                 # a bug must cost one poll, not the target's task for the rest of the process
                 log.exception("poll crashed", extra={"target": self.snapshot.name})
                 delay = self.settings.poll_interval
-            await asyncio.sleep(max(delay - (time.monotonic() - started), 0.0))
+            await asyncio.sleep(
+                on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick)
+            )
 
     async def poll_once(self) -> float:
         """One poll; returns the seconds until the next one should start."""

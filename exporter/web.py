@@ -7,6 +7,8 @@ readiness gates the whole Pod).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import time
 from collections.abc import AsyncIterator, Callable
@@ -95,6 +97,25 @@ client on its own schedule and serves the result.</p>
     return web.Response(text=page, content_type="text/html")
 
 
+# How old the exporter's own process metrics may be when scraped.
+RUNTIME_REFRESH_SECONDS = 1.0
+
+
+async def _refresh_runtime_metrics(app: web.Application) -> AsyncIterator[None]:
+    """Keep the process and Python metrics fresh without reading /proc on the scrape path."""
+
+    async def refresh() -> None:
+        while True:
+            await asyncio.sleep(RUNTIME_REFRESH_SECONDS)
+            app[EXPOSITION].refresh_runtime()
+
+    task = asyncio.create_task(refresh(), name="refresh runtime metrics")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(
     store: SnapshotStore,
     *,
@@ -109,6 +130,7 @@ def create_app(
     app[EXPOSITION] = exposition or Exposition(store)
     app[TELEMETRY_PATH] = telemetry_path
     app[READY] = [poller is None]
+    app.cleanup_ctx.append(_refresh_runtime_metrics)
     if poller is not None:
         app[POLLER] = poller
 

@@ -120,3 +120,15 @@ async def test_landing_page_shows_each_targets_state_and_last_error(
     page = await (await client.get("/")).text()
     assert "<td>good</td>" in page and "<td>up</td>" in page
     assert "<td>broken</td>" in page and "http: /v1/support answered HTTP 500" in page
+
+
+def test_a_scrape_with_nothing_changed_serves_the_cached_body_without_rendering() -> None:
+    from exporter.exposition import Exposition
+
+    store = store_with_one_target()
+    exposition = Exposition(store)
+    for gzip_wanted in (False, True):
+        first = exposition.render(openmetrics=True, gzip=gzip_wanted)
+        assert exposition.render(openmetrics=True, gzip=gzip_wanted) is first
+    exposition.refresh_runtime()  # what the app does about once a second
+    assert exposition.render(openmetrics=True, gzip=True) is not first

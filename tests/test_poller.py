@@ -1,0 +1,60 @@
+"""The schedule: polls of many targets fall due together so they share the process's wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from exporter.poller import POLL_TICK, on_tick, tick_for
+from exporter.simulator import Simulator
+from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
+
+
+@pytest.mark.parametrize(
+    ("now", "delay", "expected_at"),
+    [(100.0, 30.0, 130.0), (100.01, 29.9, 130.0), (100.0, 29.99, 130.0), (100.2, 30.0, 130.25)],
+)
+def test_a_delay_is_rounded_up_to_the_next_grid_point(
+    now: float, delay: float, expected_at: float
+) -> None:
+    wait = on_tick(now, delay, POLL_TICK)
+    assert wait >= delay
+    assert now + wait == pytest.approx(expected_at)
+
+
+def test_the_grid_is_fine_enough_for_short_intervals() -> None:
+    assert tick_for(30) == POLL_TICK
+    assert tick_for(0.08) == pytest.approx(0.01)
+
+
+async def test_polls_of_many_targets_start_together_on_the_grid(
+    aiohttp_client: Any, sim: Simulator, sim_base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    from exporter.client import SupportClient
+
+    original = SupportClient.fetch_support
+
+    async def recording(self: SupportClient) -> bytes:
+        starts.append(loop.time())
+        return await original(self)
+
+    monkeypatch.setattr(SupportClient, "fetch_support", recording)
+    names = [f"wa{i}" for i in range(6)]
+    for name in names:
+        sim.add_instance(name, "single")
+    settings = make_settings(
+        targets=[f"{n}={sim_base}/{n}" for n in names], api_key=API_KEY, poll_interval=0.4
+    )
+    app, store = exporter_app_factory(settings)
+    await aiohttp_client(app)
+    await wait_for(lambda: all(s.polls >= 2 for s in store.snapshots.values()))
+    tick = tick_for(0.4)
+    distinct = {round(t / tick) for t in starts}
+    # six targets with random start offsets, yet their polls began on few grid points
+    assert len(distinct) < len(starts)
+    for t in starts:
+        assert abs(t / tick - round(t / tick)) < 0.2
