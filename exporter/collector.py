@@ -40,7 +40,6 @@ ERROR_REASONS = (
     "invalid_response",
 )
 LOGIN_RESULTS = ("success", "failure")
-KNOWN_DIRECTORIES = ("data", "logs", "media_incoming", "media_outgoing")
 
 
 @dataclass(frozen=True)

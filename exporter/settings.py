@@ -18,7 +18,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -135,7 +134,7 @@ class Settings(BaseSettings):
 
     @field_validator("api_key")
     @classmethod
-    def _key_length(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    def _key_length(cls, key: SecretStr | None) -> SecretStr | None:
         if key is not None:
             check_api_key(key.get_secret_value())
         return key
@@ -160,13 +159,13 @@ class Settings(BaseSettings):
             try:
                 check_api_key(self.api_key.get_secret_value())
             except ValueError as err:
-                raise _setting_error("api_key_file", str(err)) from None
+                raise _SettingError("api_key_file", str(err)) from None
         if self.password_file is not None:
             self.password = SecretStr(_read_secret(self.password_file, "password_file"))
         if (self.username is None) != (self.password is None):
-            raise _setting_error("username", "WA_USERNAME and WA_PASSWORD must be set together")
+            raise _SettingError("username", "WA_USERNAME and WA_PASSWORD must be set together")
         if not self.targets and not self.demo:
-            raise _setting_error("targets", "at least one target is required (or use --demo)")
+            raise _SettingError("targets", "at least one target is required (or use --demo)")
         if self.stale_after is None:
             self.stale_after = 3 * self.poll_interval
         return self
@@ -186,15 +185,11 @@ class _SettingError(ValueError):
         self.setting = setting
 
 
-def _setting_error(setting: str, message: str) -> _SettingError:
-    return _SettingError(setting, message)
-
-
 def _read_secret(path: Path, setting: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
-        raise _setting_error(setting, f"cannot read {path}: {err.__class__.__name__}") from None
+        raise _SettingError(setting, f"cannot read {path}: {err.__class__.__name__}") from None
 
 
 def check_api_key(key: str) -> None:

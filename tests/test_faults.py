@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from exporter.collector import ERROR_REASONS
+from exporter.collector import DATA_FAMILIES, ERROR_REASONS
 from exporter.simulator import Instance, Simulator
 from tests.conftest import (
     API_KEY,
@@ -349,7 +349,9 @@ async def test_data_of_a_failing_target_is_withdrawn_once_stale(
     text = h.metrics()
     assert up(text) == 0
     assert "whatsapp_exporter_last_success_timestamp_seconds" in text
-    assert "whatsapp_free_space_bytes" not in text
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    for family in DATA_FAMILIES:
+        assert not any(line.startswith(family + "{") for line in samples), family
     inst.faults.status = None
     await h.poll()
     assert has_data(h.metrics())
