@@ -106,8 +106,12 @@ scrape_configs:
     api = f"http://127.0.0.1:{prometheus_port}/api/v1"
     try:
         wait_until(lambda: query(api, "whatsapp_up")["result"], 30, "first scrape")
-        # a few more scrapes so that rate(), deriv() and friends have samples to work with
-        time.sleep(6)
+        # enough scrapes that rate(), deriv() and friends have samples to work with
+        wait_until(
+            lambda: query(api, "min(count_over_time(whatsapp_up[1m])) >= 5")["result"],
+            30,
+            "five scrapes",
+        )
         yield f"http://127.0.0.1:{exporter_port}", api
     finally:
         for process in (server, exporter):
