@@ -17,7 +17,6 @@ from exporter import __version__
 from exporter.logs import setup_logging
 from exporter.poller import Poller
 from exporter.settings import Settings, SettingsError, Target, load_settings, split_listen_address
-from exporter.simulator import Simulator
 from exporter.store import SnapshotStore
 from exporter.web import create_app
 from exporter.webconfig import WebConfig, WebConfigError, basic_auth_middleware, load_web_config
@@ -113,6 +112,8 @@ async def start_demo_simulator(settings: Settings) -> tuple[Settings, web.AppRun
     The single instance accepts only login tokens on /v1/support (as some builds do), so the
     demo shows the API key being tried first and the login taking over.
     """
+    from exporter.simulator import Simulator  # only the demo needs it
+
     api_key = secrets.token_urlsafe(24)
     password = secrets.token_urlsafe(16)
     sim = Simulator(api_key=api_key, username=DEMO_USERNAME, password=password)

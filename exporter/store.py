@@ -85,7 +85,3 @@ class SnapshotStore:
         the blocks holding them). Meaningless after a layout change: then everything is new."""
         dirty, self._dirty = self._dirty, {}
         return dirty
-
-    def family_text(self, family: str) -> str:
-        """Every target's samples of one family, in target order."""
-        return "".join(p[family] for p in self.pieces.values() if family in p)

@@ -23,7 +23,6 @@ from exporter.store import SnapshotStore
 
 EXPOSITION = web.AppKey("exposition", Exposition)
 STORE = web.AppKey("store", SnapshotStore)
-POLLER = web.AppKey("poller", Poller)
 READY = web.AppKey("ready", list)  # [bool]: set once the pollers are started
 TELEMETRY_PATH = web.AppKey("telemetry_path", str)
 
@@ -132,7 +131,6 @@ def create_app(
     app[READY] = [poller is None]
     app.cleanup_ctx.append(_refresh_runtime_metrics)
     if poller is not None:
-        app[POLLER] = poller
 
         async def run_poller(app: web.Application) -> AsyncIterator[None]:
             await poller.start()
