@@ -3,18 +3,30 @@
 A flag wins over its variable. Anything invalid stops the program before it polls, with one line
 that names the setting (see ``exporter.__main__``), because a monitoring sidecar that starts with
 a half-understood configuration is worse than one that refuses to start.
+
+Every flag's variable is ``WA_`` + the flag's name upper-cased with ``.`` and ``-`` as ``_``
+(``--web.listen-address`` -> ``WA_WEB_LISTEN_ADDRESS``); the 0.1 names (``WA_LISTEN_ADDRESS``)
+stay accepted. Secret files are checked at start and read again on every use (``Credentials``),
+so a rotated Kubernetes Secret takes effect without a restart.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import os
 import re
 import ssl
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import (
+    AliasChoices,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -24,7 +36,147 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from yarl import URL
 
+from exporter.sharding import parse_shard
+
 API_KEY_LENGTH = (12, 128)
+# Operators may not poll a shared, rate-limited upstream faster than this. The model itself
+# takes shorter intervals (tests drive fast schedules); load_settings() enforces the floor.
+MIN_POLL_INTERVAL = 1.0
+SUPPORT_PATH = "/v1/support"
+# Paths the web application serves itself; the metrics path must not shadow them.
+RESERVED_PATHS = frozenset({"/", "/-/healthy", "/-/ready", "/-/reload", "/sd"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DURATION = re.compile(
+    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?"
+)
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+class SecretFileError(Exception):
+    """A secret file that cannot be used; the text names the file, never its content."""
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SecretFileError(f"cannot read {path}: {err.__class__.__name__}") from None
+
+
+def check_api_key(key: str) -> None:
+    """Meta's Webapp accepts keys of 12 to 128 characters; anything else can never work.
+
+    A control character (a newline left inside a key) would also break the HTTP header.
+    """
+    low, high = API_KEY_LENGTH
+    if not low <= len(key) <= high:
+        raise ValueError(f"must be {low} to {high} characters long (got {len(key)})")
+    if _CONTROL.search(key):
+        raise ValueError("must not contain a newline or another control character")
+
+
+def read_api_key_file(path: Path) -> str:
+    """The key in ``path``, stripped and checked; SecretFileError (naming only the file) if not."""
+    key = _read_secret(path)
+    try:
+        check_api_key(key)
+    except ValueError as err:
+        raise SecretFileError(f"{path} holds no usable API key: {err}") from None
+    return key
+
+
+def read_password_file(path: Path) -> str:
+    """The password in ``path``, stripped; an empty file is an error (a Secret not yet filled)."""
+    password = _read_secret(path)
+    if not password:
+        raise SecretFileError(f"{path} is empty")
+    return password
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate to a target: inline secrets and secret file paths, never contents.
+
+    Compared by value (a reload keeps a target whose credentials did not change); the files are
+    read anew on each ``read_*`` call so that a rotated secret is picked up.
+    """
+
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    def read_api_key(self) -> str | None:
+        if self.api_key_file is not None:
+            return read_api_key_file(self.api_key_file)
+        return self.api_key.get_secret_value() if self.api_key is not None else None
+
+    def read_password(self) -> str | None:
+        if self.password_file is not None:
+            return read_password_file(self.password_file)
+        return self.password.get_secret_value() if self.password is not None else None
+
+    @property
+    def has_api_key(self) -> bool:
+        return self.api_key is not None or self.api_key_file is not None
+
+    @property
+    def can_login(self) -> bool:
+        return self.username is not None and (
+            self.password is not None or self.password_file is not None
+        )
+
+    @property
+    def configured(self) -> bool:
+        return self.has_api_key or self.can_login
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """How to check a target's certificate."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+
+
+def check_ca_file(path: Path) -> None:
+    """Load the bundle now: a bad one found at the first poll would fail every poll as ``tls``."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a readable file")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise ValueError(
+            f"{path} holds no usable CA certificate ({err.__class__.__name__})"
+        ) from None
+
+
+def normalize_url(url: str) -> tuple[str, str, bool]:
+    """A target URL checked and cleaned: (url without trailing slash, default name, stripped).
+
+    A URL pasted with the endpoint (``.../v1/support``) is accepted; the endpoint is stripped
+    and ``stripped`` is True so that a warning can say so.
+    """
+    url = url.strip()
+    parsed = URL(url)
+    raw_host = parsed.raw_host  # .host decodes IDNA: slow, and only IDN names need it
+    if parsed.scheme not in ("http", "https") or not raw_host:
+        raise ValueError(f"{_redact(url)!r} is not an http:// or https:// URL with a host")
+    if parsed.raw_user or parsed.raw_password:
+        raise ValueError(
+            "credentials in a target URL are not allowed; use WA_USERNAME/WA_PASSWORD"
+            " or an auth of the configuration file"
+        )
+    if parsed.raw_query_string or parsed.raw_fragment:
+        raise ValueError(f"{_redact(url)!r} must not have a query or fragment")
+    host = (parsed.host or raw_host) if "xn--" in raw_host else raw_host
+    host = f"[{host}]" if ":" in host else host
+    clean = str(parsed).rstrip("/")
+    stripped = clean.endswith(SUPPORT_PATH)
+    if stripped:
+        clean = clean.removesuffix(SUPPORT_PATH).rstrip("/")
+    return clean, f"{host}:{parsed.explicit_port or parsed.port}", stripped
 
 
 @dataclass(frozen=True)
@@ -33,6 +185,11 @@ class Target:
 
     name: str
     url: str
+    credentials: Credentials = Credentials()
+    tls: TLSOptions = TLSOptions()
+    labels: tuple[tuple[str, str], ...] = ()  # sorted; exported on whatsapp_target_info
+    # The URL was given with /v1/support at its end (stripped); only for a warning.
+    support_path_stripped: bool = dataclasses.field(default=False, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> Target:
@@ -40,19 +197,8 @@ class Target:
         name, sep, url = text.strip().partition("=")
         if not sep:
             name, url = "", text.strip()
-        parsed = URL(url.strip())
-        shown = _redact(url.strip())
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"{shown!r} is not an http:// or https:// URL with a host")
-        if parsed.user or parsed.password:
-            raise ValueError(
-                "credentials in a target URL are not allowed; use WA_USERNAME/WA_PASSWORD"
-            )
-        if parsed.query_string or parsed.fragment:
-            raise ValueError(f"{shown!r} must not have a query or fragment")
-        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-        name = name.strip() or f"{host}:{parsed.explicit_port or parsed.port}"
-        return cls(name=name, url=str(parsed).rstrip("/"))
+        clean, default_name, stripped = normalize_url(url)
+        return cls(name=name.strip() or default_name, url=clean, support_path_stripped=stripped)
 
 
 def _redact(url: str) -> str:
@@ -61,37 +207,197 @@ def _redact(url: str) -> str:
     return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
-class Settings(BaseSettings):
-    """Everything the exporter can be told; names mirror CONTRACT.md."""
+# -- names: field -> flag and variables -------------------------------------------------------
 
-    model_config = SettingsConfigDict(
-        env_prefix="WA_", extra="ignore", validate_default=True, case_sensitive=False
+# field -> (flag or None, help). The flag's variable comes first; WA_<FIELD> (the 0.1 name) too.
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "targets": ("--target", "a WhatsApp Business API client to poll, [NAME=]URL (repeatable)"),
+    "api_key": (None, "API key, sent as 'Authorization: Apikey <key>'"),
+    "api_key_file": (None, "file holding the API key"),
+    "username": (None, "user for POST /v1/users/login"),
+    "password": (None, "password for the login"),
+    "password_file": (None, "file holding the password"),
+    "config_file": ("--config.file", "YAML file: named credentials, targets, target files"),
+    "poll_interval": ("--poll.interval", "time between polls of one target"),
+    "poll_timeout": ("--poll.timeout", "time before one poll gives up"),
+    "stale_after": (
+        "--poll.stale-after",
+        "age of the last success when a target's data is withdrawn (default 3 x interval)",
+    ),
+    "max_concurrency": ("--poll.max-concurrency", "polls in flight at once, all targets"),
+    "max_response_bytes": ("--poll.max-response-bytes", "largest upstream body accepted"),
+    "max_backoff": ("--poll.max-backoff", "longest wait between polls of a failing target"),
+    "max_series": ("--poll.max-series", "most series one target may export"),
+    "tls_verify": ("--tls.verify", "verify the upstream's certificate"),
+    "tls_ca_file": ("--tls.ca-file", "CA bundle for the upstream's certificate"),
+    "collector_health": ("--collector.health", "also poll GET /v1/health"),
+    "collector_shards": (
+        "--collector.shards",
+        "also poll GET /v1/account/shards (multiconnect targets)",
+    ),
+    "shard": ("--shard", "this replica's shard: a number or a StatefulSet Pod name"),
+    "total_shards": ("--total-shards", "number of replicas sharing the targets"),
+    "listen_address": ("--web.listen-address", "host:port to serve on"),
+    "telemetry_path": ("--web.telemetry-path", "path of the metrics endpoint"),
+    "web_config_file": ("--web.config.file", "exporter-toolkit web config (TLS, basic auth)"),
+    "web_enable_lifecycle": ("--web.enable-lifecycle", "serve POST /-/reload"),
+    "log_level": ("--log.level", "debug, info, warn or error"),
+    "log_format": ("--log.format", "logfmt or json"),
+    "demo": ("--demo", "poll a built-in simulated WhatsApp Business API (no setup needed)"),
+}
+
+
+def flag_env_name(flag: str) -> str:
+    """``--web.listen-address`` -> ``WA_WEB_LISTEN_ADDRESS``."""
+    return "WA_" + re.sub(r"[.-]", "_", flag.lstrip("-")).upper()
+
+
+def env_names(field: str) -> tuple[str, ...]:
+    """The variables of a setting, the preferred one first.
+
+    ``--target`` is the exception: it is repeated, WA_TARGETS is a comma-separated list.
+    """
+    if field == "targets":
+        return ("WA_TARGETS",)
+    flag = SETTINGS[field][0]
+    names = [flag_env_name(flag)] if flag else []
+    legacy = f"WA_{field.upper()}"
+    if legacy not in names:
+        names.append(legacy)
+    return tuple(names)
+
+
+def env_name(field: str) -> str:
+    """The preferred variable of a setting."""
+    return env_names(field)[0]
+
+
+def flag_name(field: str) -> str | None:
+    return SETTINGS[field][0] if field in SETTINGS else None
+
+
+def _env(field: str) -> AliasChoices:
+    return AliasChoices(*env_names(field))
+
+
+KNOWN_VARIABLES = frozenset(name for field in SETTINGS for name in env_names(field))
+_FIELD_OF = {name: field for field in SETTINGS for name in (*env_names(field), field.upper())}
+
+
+# -- value parsers ----------------------------------------------------------------------------
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds (``30``, ``0.5``) or Prometheus' form (``1m30s``, ``500ms``) into seconds."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ValueError("is not a duration: use seconds (30, 0.5) or 30s, 1m30s, 500ms")
+    return float(
+        sum(int(n) * unit for n, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if n)
     )
 
-    targets: Annotated[list[Target], NoDecode] = Field(default_factory=list)
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
 
-    poll_interval: float = Field(30.0, gt=0, allow_inf_nan=False)
-    poll_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
-    stale_after: float | None = Field(None, gt=0, allow_inf_nan=False)
-    max_concurrency: int = Field(32, ge=1)
-    max_response_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_backoff: float = Field(300.0, gt=0, allow_inf_nan=False)
+def format_duration(seconds: float) -> str:
+    """30.0 -> ``30s``, 90 -> ``1m30s``, 0.5 -> ``500ms`` (for --help)."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{int(minutes)}m" if minutes else ""
+    if rest:
+        text += f"{rest:g}s"
+    return text
 
-    tls_verify: bool = True
-    tls_ca_file: Path | None = None
 
-    listen_address: str = ":10042"
-    telemetry_path: str = "/metrics"
-    web_config_file: Path | None = None
-    log_level: Literal["debug", "info", "warn", "error"] = "info"
-    log_format: Literal["logfmt", "json"] = "logfmt"
+def _log_level(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return "warn" if value == "warning" else value
+    return value
 
-    demo: bool = False
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _shard(value: Any) -> Any:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return parse_shard(value)
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """Everything the exporter can be told; names mirror the contract."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WA_",
+        extra="ignore",
+        validate_default=True,
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    targets: Annotated[list[Target], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("targets")
+    )
+    api_key: SecretStr | None = Field(None, validation_alias=_env("api_key"))
+    api_key_file: Path | None = Field(None, validation_alias=_env("api_key_file"))
+    username: str | None = Field(None, validation_alias=_env("username"))
+    password: SecretStr | None = Field(None, validation_alias=_env("password"))
+    password_file: Path | None = Field(None, validation_alias=_env("password_file"))
+    config_file: Path | None = Field(None, validation_alias=_env("config_file"))
+
+    poll_interval: Duration = Field(
+        30.0, gt=0, allow_inf_nan=False, validation_alias=_env("poll_interval")
+    )
+    poll_timeout: Duration = Field(
+        10.0, gt=0, allow_inf_nan=False, validation_alias=_env("poll_timeout")
+    )
+    stale_after: Duration | None = Field(
+        None, gt=0, allow_inf_nan=False, validation_alias=_env("stale_after")
+    )
+    max_concurrency: int = Field(32, ge=1, validation_alias=_env("max_concurrency"))
+    max_response_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias=_env("max_response_bytes")
+    )
+    max_backoff: Duration = Field(
+        300.0, gt=0, allow_inf_nan=False, validation_alias=_env("max_backoff")
+    )
+    max_series: int = Field(10000, ge=1, validation_alias=_env("max_series"))
+
+    tls_verify: bool = Field(True, validation_alias=_env("tls_verify"))
+    tls_ca_file: Path | None = Field(None, validation_alias=_env("tls_ca_file"))
+
+    collector_health: bool = Field(True, validation_alias=_env("collector_health"))
+    collector_shards: bool = Field(True, validation_alias=_env("collector_shards"))
+
+    shard: Annotated[int, BeforeValidator(_shard)] = Field(0, ge=0, validation_alias=_env("shard"))
+    total_shards: int = Field(1, ge=1, validation_alias=_env("total_shards"))
+
+    listen_address: str = Field(":10042", validation_alias=_env("listen_address"))
+    telemetry_path: str = Field("/metrics", validation_alias=_env("telemetry_path"))
+    web_config_file: Path | None = Field(None, validation_alias=_env("web_config_file"))
+    web_enable_lifecycle: bool = Field(False, validation_alias=_env("web_enable_lifecycle"))
+    log_level: Annotated[Literal["debug", "info", "warn", "error"], BeforeValidator(_log_level)] = (
+        Field("info", validation_alias=_env("log_level"))
+    )
+    log_format: Annotated[Literal["logfmt", "json"], BeforeValidator(_lower)] = Field(
+        "logfmt", validation_alias=_env("log_format")
+    )
+
+    demo: bool = Field(False, validation_alias=_env("demo"))
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -112,24 +418,38 @@ class Settings(BaseSettings):
             seen.add(target.name)
         return targets
 
-    @field_validator("api_key_file", "password_file", "tls_ca_file", "web_config_file")
+    @field_validator("password_file", "web_config_file", "config_file")
     @classmethod
     def _readable_file(cls, path: Path | None) -> Path | None:
         if path is not None and not path.is_file():
             raise ValueError(f"{path} is not a readable file")
         return path
 
+    @field_validator("api_key_file")
+    @classmethod
+    def _usable_key_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                read_api_key_file(path)
+            except SecretFileError as err:
+                raise ValueError(str(err)) from None
+        return path
+
+    @field_validator("password_file")
+    @classmethod
+    def _usable_password_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                read_password_file(path)
+            except SecretFileError as err:
+                raise ValueError(str(err)) from None
+        return path
+
     @field_validator("tls_ca_file")
     @classmethod
     def _ca_bundle(cls, path: Path | None) -> Path | None:
-        """Load it now: a bad bundle found at the first poll would fail every poll as ``tls``."""
         if path is not None:
-            try:
-                ssl.create_default_context(cafile=str(path))
-            except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-                raise ValueError(
-                    f"{path} holds no usable CA certificate ({err.__class__.__name__})"
-                ) from None
+            check_ca_file(path)
         return path
 
     @field_validator("api_key")
@@ -147,27 +467,46 @@ class Settings(BaseSettings):
 
     @field_validator("telemetry_path")
     @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/") or value in ("/", "/-/healthy", "/-/ready"):
-            raise ValueError("must be an absolute path other than /, /-/healthy and /-/ready")
+    def _routable_path(cls, value: str) -> str:
+        if not value.startswith("/") or value in RESERVED_PATHS:
+            raise ValueError(
+                "must be an absolute path other than " + ", ".join(sorted(RESERVED_PATHS))
+            )
+        if re.search(r"[{}?#\s]", value):
+            raise ValueError("must be a plain path (no {, }, ?, # or spaces)")
+        try:
+            web.UrlDispatcher().add_get(value, _never_called)
+        except ValueError as err:
+            raise ValueError(f"is not a path the web server can route ({err})") from None
         return value
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:
-        if self.api_key_file is not None:
-            self.api_key = SecretStr(_read_secret(self.api_key_file, "api_key_file"))
-            try:
-                check_api_key(self.api_key.get_secret_value())
-            except ValueError as err:
-                raise _SettingError("api_key_file", str(err)) from None
-        if self.password_file is not None:
-            self.password = SecretStr(_read_secret(self.password_file, "password_file"))
-        if (self.username is None) != (self.password is None):
-            raise _SettingError("username", "WA_USERNAME and WA_PASSWORD must be set together")
-        if not self.targets and not self.demo:
-            raise _SettingError("targets", "at least one target is required (or use --demo)")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise _SettingError("api_key_file", "WA_API_KEY and WA_API_KEY_FILE are both set")
+        if self.password is not None and self.password_file is not None:
+            raise _SettingError("password_file", "WA_PASSWORD and WA_PASSWORD_FILE are both set")
+        has_password = self.password is not None or self.password_file is not None
+        if self.username is not None and not has_password:
+            raise _SettingError("username", "WA_USERNAME needs WA_PASSWORD or WA_PASSWORD_FILE")
+        if self.username is None and has_password:
+            raise _SettingError("username", "a password is set but WA_USERNAME is not")
+        if not self.targets and not self.demo and self.config_file is None:
+            raise _SettingError(
+                "targets", "at least one target is required (or --config.file, or --demo)"
+            )
+        if self.shard >= self.total_shards:
+            raise _SettingError(
+                "shard", f"must be below the number of shards ({self.total_shards})"
+            )
         if self.stale_after is None:
             self.stale_after = 3 * self.poll_interval
+        elif self.stale_after < self.poll_interval:
+            raise _SettingError(
+                "stale_after",
+                "is shorter than the poll interval: every target's data would blink out"
+                " between polls",
+            )
         return self
 
     @property
@@ -176,6 +515,24 @@ class Settings(BaseSettings):
         assert self.stale_after is not None
         return self.stale_after
 
+    def credentials(self) -> Credentials:
+        """The environment's credentials: those of WA_TARGETS and of targets without ``auth``."""
+        return Credentials(
+            api_key=self.api_key,
+            api_key_file=self.api_key_file,
+            username=self.username,
+            password=self.password,
+            password_file=self.password_file,
+        )
+
+    def tls(self) -> TLSOptions:
+        """The environment's TLS options (the defaults of every target)."""
+        return TLSOptions(verify=self.tls_verify, ca_file=self.tls_ca_file)
+
+
+async def _never_called(request: web.Request) -> web.StreamResponse:  # pragma: no cover
+    raise web.HTTPNotFound()
+
 
 class _SettingError(ValueError):
     """A cross-field error that still names its setting."""
@@ -183,20 +540,6 @@ class _SettingError(ValueError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(message)
         self.setting = setting
-
-
-def _read_secret(path: Path, setting: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise _SettingError(setting, f"cannot read {path}: {err.__class__.__name__}") from None
-
-
-def check_api_key(key: str) -> None:
-    """Meta's Webapp accepts keys of 12 to 128 characters; anything else can never work."""
-    low, high = API_KEY_LENGTH
-    if not low <= len(key) <= high:
-        raise ValueError(f"must be {low} to {high} characters long (got {len(key)})")
 
 
 def split_listen_address(value: str) -> tuple[str, int]:
@@ -209,21 +552,35 @@ def split_listen_address(value: str) -> tuple[str, int]:
 
 # -- command line -----------------------------------------------------------------------------
 
-# flag -> (field, help). Every flag has the WA_<FIELD> variable too.
+# flag -> (field, help), every flag but --target (all flags take a value but the switches).
 FLAGS: dict[str, tuple[str, str]] = {
-    "--poll.interval": ("poll_interval", "seconds between polls of one target"),
-    "--poll.timeout": ("poll_timeout", "seconds before one poll gives up"),
-    "--poll.stale-after": ("stale_after", "seconds after the last success when data is withdrawn"),
-    "--poll.max-concurrency": ("max_concurrency", "polls in flight at once, all targets"),
-    "--poll.max-response-bytes": ("max_response_bytes", "largest upstream body accepted"),
-    "--poll.max-backoff": ("max_backoff", "longest wait between polls of a failing target"),
-    "--tls.ca-file": ("tls_ca_file", "CA bundle for the upstream's certificate"),
-    "--web.listen-address": ("listen_address", "host:port to serve on"),
-    "--web.telemetry-path": ("telemetry_path", "path of the metrics endpoint"),
-    "--web.config.file": ("web_config_file", "exporter-toolkit web config (TLS, basic auth)"),
-    "--log.level": ("log_level", "debug, info, warn or error"),
-    "--log.format": ("log_format", "logfmt or json"),
+    flag: (name, text)
+    for name, (flag, text) in SETTINGS.items()
+    if flag is not None and name != "targets"
 }
+_DURATIONS = frozenset({"poll_interval", "poll_timeout", "stale_after", "max_backoff"})
+
+
+def _metavar(field: str) -> str:
+    annotation = str(Settings.model_fields[field].annotation)
+    if field in _DURATIONS:
+        return "DURATION"
+    if "Path" in annotation:
+        return "FILE"
+    if field == "shard":
+        return "SHARD"
+    if annotation == "<class 'int'>":
+        return "N"
+    return field.split("_")[-1].upper()
+
+
+def _default_text(field: str) -> str:
+    default = Settings.model_fields[field].default
+    if field in _DURATIONS and isinstance(default, float):
+        return format_duration(default)
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,30 +588,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="whatsapp-support-exporter",
         description="Export the WhatsApp Business API On-Premises /v1/support data to Prometheus."
-        " Every flag also has a WA_* environment variable; the flag wins.",
+        " Every flag also has a WA_* environment variable (shown in brackets); the flag wins."
+        " Durations: 30s, 1m30s, 500ms or plain seconds.",
     )
     parser.add_argument(
         "--target",
         action="append",
         dest="targets",
         metavar="[NAME=]URL",
-        help="a WhatsApp Business API client to poll (repeatable; WA_TARGETS)",
+        help=f"{SETTINGS['targets'][1]} [WA_TARGETS, comma-separated]",
     )
-    for flag, (field, text) in FLAGS.items():
-        parser.add_argument(flag, dest=field, metavar=field.split("_")[-1].upper(), help=text)
-    parser.add_argument(
-        "--tls.verify",
-        dest="tls_verify",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="verify the upstream's certificate (WA_TLS_VERIFY, default true)",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        default=None,
-        help="poll a built-in simulated WhatsApp Business API (no setup needed)",
-    )
+    for flag, (name, text) in FLAGS.items():
+        default = Settings.model_fields[name].default
+        shown = "" if default is None else f", default {_default_text(name)}"
+        text = f"{text} [{env_name(name)}{shown}]".replace("%", "%%")
+        if isinstance(default, bool) and default:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        elif isinstance(default, bool):
+            parser.add_argument(flag, dest=name, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=name, metavar=_metavar(name), help=text)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
 
@@ -263,43 +618,126 @@ class SettingsError(Exception):
     """Raised with a single line naming the setting at fault."""
 
 
-def env_name(field: str) -> str:
-    return f"WA_{field.upper()}"
-
-
-def flag_name(field: str) -> str | None:
-    if field == "targets":
-        return "--target"
-    for flag, (name, _) in FLAGS.items():
-        if name == field:
-            return flag
-    return None
-
-
 def load_settings(argv: list[str] | None = None, **overrides: Any) -> Settings:
     """Build Settings from flags (winning) and the environment; raise SettingsError on bad input."""
     args = build_parser().parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and k != "version"}
     values.update(overrides)
+    environ = os.environ
+    _refuse_conflicting_names(environ, set(values))
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as err:
-        raise SettingsError(describe(err)) from None
+        raise SettingsError(describe(err, environ, set(values))) from None
+    if settings.poll_interval < MIN_POLL_INTERVAL:
+        names = _names("poll_interval", environ, set(values))
+        raise SettingsError(
+            f"invalid setting {names}: must be at least {MIN_POLL_INTERVAL:g}s (the upstream"
+            " is rate-limited and shared)"
+        )
+    return settings
 
 
-def describe(err: ValidationError) -> str:
+def _set_variables(field: str, environ: Mapping[str, str]) -> list[str]:
+    """The variables of ``field`` that are set, as the environment spells them."""
+    wanted = set(env_names(field))
+    return [name for name in environ if name.upper() in wanted]
+
+
+def _refuse_conflicting_names(environ: Mapping[str, str], from_flags: set[str]) -> None:
+    """The new and the 0.1 name of one setting both set, to different values: which one is meant?"""
+    for field in SETTINGS:
+        if field in from_flags:
+            continue
+        names = _set_variables(field, environ)
+        if len({environ[name] for name in names}) > 1:
+            raise SettingsError(
+                f"invalid setting {' and '.join(sorted(names))}: both are set, to different"
+                " values; keep one"
+            )
+
+
+def _names(field: str, environ: Mapping[str, str], from_flags: set[str]) -> str:
+    """How to name a setting to the operator: the variable they set (or the preferred one) and
+    the flag."""
+    set_names = [] if field in from_flags else _set_variables(field, environ)
+    names = set_names[0].upper() if set_names else env_name(field)
+    flag = flag_name(field)
+    return f"{names} ({flag})" if flag else names
+
+
+def describe(
+    err: ValidationError,
+    environ: Mapping[str, str] | None = None,
+    from_flags: Iterable[str] = (),
+) -> str:
     """The first problem as one line: which setting, what is wrong. Never echoes a value."""
-    first = err.errors(include_input=False, include_url=False)[0]
+    errors = err.errors(include_input=False, include_url=False)
+    first = errors[0]
     loc = [str(part) for part in first["loc"]]
-    field = loc[0] if loc else ""
+    field = _FIELD_OF.get(loc[0].upper(), loc[0]) if loc else ""
     message = first["msg"].removeprefix("Value error, ")
     ctx_err = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_err, _SettingError):
         field = ctx_err.setting
-    names = env_name(field) if field else "settings"
-    flag = flag_name(field)
-    if flag:
-        names += f" ({flag})"
-    more = len(err.errors()) - 1
+    if field in SETTINGS:
+        names = _names(field, os.environ if environ is None else environ, set(from_flags))
+    else:
+        names = "settings"
+    more = len(errors) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-    return f"invalid setting {names}: {message}{suffix}"
+    return f"invalid setting {names}: {message}{suffix}".replace("\n", " ")
+
+
+# -- warnings ---------------------------------------------------------------------------------
+
+# The Webapp's own database variables, seen by a sidecar that shares the Webapp's environment.
+_FOREIGN_PREFIXES = ("WA_DB_",)
+_NAMES_SHOWN = 5
+
+
+def setting_warnings(
+    settings: Settings, environ: Mapping[str, str], targets: Iterable[Target] | None = None
+) -> list[str]:
+    """One line per thing an operator probably did not mean; nothing here stops the start.
+
+    ``targets`` is the whole fleet (``config.load_targets``); without it, ``settings.targets``.
+    """
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("WA_") or upper in KNOWN_VARIABLES:
+            continue
+        if upper.startswith(_FOREIGN_PREFIXES):
+            continue
+        nearest = difflib.get_close_matches(upper, sorted(KNOWN_VARIABLES), n=1, cutoff=0.6)
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        warnings.append(f"unknown variable {name} is ignored{hint}")
+    if targets is None:  # as load_targets gives them: with the environment's credentials
+        env_creds = settings.credentials()
+        targets = (dataclasses.replace(t, credentials=env_creds) for t in settings.targets)
+    fleet = list(targets)
+    if not settings.demo:
+        bare = [t.name for t in fleet if not t.credentials.configured]
+        if bare:
+            warnings.append(
+                f"{_count(bare, 'target')} without credentials (no API key, no login): "
+                f"{_some(bare)}"
+            )
+    stripped = [t.name for t in fleet if t.support_path_stripped]
+    if stripped:
+        warnings.append(
+            f"{_count(stripped, 'target URL')} ended in {SUPPORT_PATH}, which was stripped (give"
+            f" the base URL): {_some(stripped)}"
+        )
+    return warnings
+
+
+def _count(names: list[str], noun: str) -> str:
+    return f"{len(names)} {noun}{'s' if len(names) != 1 else ''}"
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    more = len(names) - _NAMES_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
