@@ -2,9 +2,14 @@
 
 It serves the endpoints the exporter talks to (`/v1/support`, `/v1/health`, `/v1/users/login`,
 `/v1/account/shards`) for many simulated deployments at once, with the authentication, rate
-limit, error envelopes and response shapes described in `shared/reference/whatsapp-api.md`.
+limit, error envelopes and response shapes described in `docs/upstream-api.md`.
 Values move with the clock (free space drains, `socket_conn` flaps) so a dashboard demo looks
 alive, yet everything is derived from `clock()` and `seed`, so tests are deterministic.
+
+Besides the healthy picture it can show failovers (`Instance.fail_over_master`,
+`Instance.kill_coreapp`, or both on a schedule), broken clusters (`Instance.break_cluster`),
+faults per endpoint (`Instance.faults_for`), hostile bodies (`*_body` helpers) and, for what
+aiohttp refuses to send, raw TCP answers (`start_raw_server`). `docs/simulator.md` has the tour.
 
 Run it alone with `python -m exporter.simulator --single 2 --multiconnect 1`.
 """
@@ -16,33 +21,62 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import hmac
 import random
 import secrets
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 __all__ = [
+    "BROKEN_PICTURES",
+    "DEFAULT_PORT",
+    "ENDPOINTS",
     "FAKE_DB_PASSWORD",
     "FAKE_ENV_API_KEY",
+    "GATEWAY_STATUSES",
+    "OLD_VERSION",
+    "RAW_KINDS",
     "TOPOLOGIES",
     "VALID_SHARD_COUNTS",
     "Container",
     "Faults",
     "Instance",
+    "RawServer",
     "Simulator",
+    "colliding_keys_body",
+    "huge_number_body",
+    "huge_shards_body",
     "main",
+    "many_containers_body",
+    "start_raw_server",
 ]
 
 TOPOLOGIES = ("single", "ha", "multiconnect")
 VALID_SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
+ENDPOINTS = ("support", "health", "shards", "login")
+GATEWAY_STATUSES = ("connected", "connecting", "disconnected", "uninitialized", "unregistered")
+BROKEN_PICTURES = ("unowned_shard", "two_primaries", "mixed_builds", "owner_disconnected")
+RAW_KINDS = (
+    "garbage_status",
+    "negative_content_length",
+    "wrong_content_length",
+    "corrupt_gzip",
+    "silent",
+    "close",
+)
 DEFAULT_VERSION = "v2.53.2"
+OLD_VERSION = "v2.51.1"  # what `break_cluster("mixed_builds")` gives one container
+DEFAULT_PORT = 10043  # not 9090: that is Prometheus' own port
 # Secrets planted in every container's `env`, so tests can prove they never leave the exporter.
 FAKE_DB_PASSWORD = "hunter2-secret"  # noqa: S105 - a planted fake, not a credential
 FAKE_ENV_API_KEY = "sim-env-api-key-5f2b9c0e7d41a8"
@@ -54,11 +88,17 @@ _PADDING_CHUNK = b" " * _CHUNK
 _STREAM_PREFIX = b'{"support": {"padding": "'
 _HANG_POLL = 0.05
 _JSON = "application/json"
+_CONTROL = [-1, -1]
 
 
 @dataclass
 class Faults:
-    """Switches a test flips to make an instance misbehave. All off by default."""
+    """Switches a test flips to make an instance (or one endpoint of it) misbehave. All off.
+
+    Applied in this order: `latency`, `hang`, `status` (+ `retry_after`), `missing`, `body`,
+    `body_size` (all before the rate limit and authentication), then the answer is shaped by
+    `login_token`, `new_free_space_keys`, `drip` and `set_cookie`.
+    """
 
     latency: float = 0.0
     hang: bool = False
@@ -67,21 +107,36 @@ class Faults:
     body: bytes | None = None
     body_size: int | None = None
     reject_api_key: bool = False
+    missing: bool = False  # 404 "Resource not found": an older build without the endpoint
+    drip: float = 0.0  # seconds between single bytes of the answer's body
+    set_cookie: bool = False  # a fresh `Set-Cookie` on every answer, errors included
+    login_token: str | None = None  # the token the login hands out, verbatim (e.g. with CR/LF)
+    new_free_space_keys: int = 0  # this many never-seen `free_space_<random>` keys per answer
 
 
 @dataclass
 class Container:
-    """One container of a deployment; tests mutate the list of them to simulate churn."""
+    """One container of a deployment; tests mutate the list of them to simulate churn.
+
+    `version` (a different build than the instance's) and `gateway_status` (what `/v1/health`
+    says for it) override the instance-wide values when set.
+    """
 
     hostname: str
     container_id: str
     role: str
     shards: list[list[int]] = field(default_factory=list)
+    version: str | None = None
+    gateway_status: str | None = None
 
     @property
     def key(self) -> str:
         """The `<hostname>:<container-id>` key used by HA/multiconnect responses."""
         return f"{self.hostname}:{self.container_id}"
+
+    def owns(self, shard: int) -> bool:
+        """Whether one of its inclusive `[first, last]` pairs covers `shard`."""
+        return any(first <= shard <= last for first, last in self.shards)
 
 
 @dataclass(frozen=True)
@@ -114,8 +169,12 @@ class Instance:
         self.name = name
         self.topology = topology
         self.faults = Faults()
+        # Faults of one endpoint only, on top of `faults`; see `faults_for`.
+        self.endpoint_faults: dict[str, Faults] = {}
         self.payload: dict[str, Any] | None = None
+        # Requests by endpoint ("support", "health", "shards", "login"), plus "rejected" (429).
         self.requests: collections.Counter[str] = collections.Counter()
+        self.cookies_received = 0  # requests that sent a Cookie header back
         self.containers: list[Container] = []
         # Attributes tests may set.
         self.registered = True
@@ -124,6 +183,13 @@ class Instance:
         self.version = DEFAULT_VERSION
         self.socket_conn: str | None = None
         self.shard_count = 1
+        self.shards_as_list = False  # `{"account": [{"shards": N}]}` instead of an object
+        self.api_status: str | None = "stable"  # `meta.api_status`; None: answers carry no meta
+        # Credentials of this deployment; None: the simulator's. See `Simulator.add_instance`.
+        self.api_key: str | None = None
+        self.username: str | None = None
+        self.password: str | None = None
+        self.tokens: dict[str, float] | None = None  # own token store when it has own credentials
         self._seed = seed
         self._rng = random.Random(f"{seed}:{name}")
         self._phone = f"+1555010{self._rng.randrange(10_000):04d}"
@@ -131,6 +197,9 @@ class Instance:
         self._traits: dict[str, _Traits] = {}
         self._cache_key: tuple[Any, ...] | None = None
         self._cache_body = b""
+        self._failover_period: float | None = None
+        self._next_failover = 0.0
+        self._failovers = 0
         # Token bucket: refilled lazily from the clock at each request.
         self._rate = rate
         self._burst = burst
@@ -141,6 +210,15 @@ class Instance:
     def multi_connect(self) -> bool:
         """Whether responses say `multi_connect: true` (only for the multiconnect topology)."""
         return self.topology == "multiconnect"
+
+    def faults_for(self, endpoint: str) -> Faults:
+        """The faults of one endpoint ("support", "health", "shards", "login"), created on use."""
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {ENDPOINTS}, not {endpoint!r}")
+        faults = self.endpoint_faults.get(endpoint)
+        if faults is None:
+            faults = self.endpoint_faults[endpoint] = Faults()
+        return faults
 
     def new_container_id(self) -> str:
         """A fresh 12-hex-digit id like Docker's short ids, deterministic per seed."""
@@ -161,6 +239,13 @@ class Instance:
         self.containers.append(container)
         return container
 
+    def container(self, which: Container | str) -> Container:
+        """A container given itself, its `host:id` key or its hostname (KeyError if unknown)."""
+        for c in self.containers:
+            if c is which or c.key == which or c.hostname == which:
+                return c
+        raise KeyError(which)
+
     def take_token(self, now: float) -> bool:
         """Token-bucket rate limit (the documented 20 req/s, bursts to 60); False means 429."""
         elapsed = max(0.0, now - self._bucket_time)
@@ -170,6 +255,127 @@ class Instance:
             return False
         self._tokens -= 1.0
         return True
+
+    # ------------------------------------------------------------- failovers and broken pictures
+
+    def _clustered(self, what: str) -> None:
+        if self.topology == "single":
+            raise ValueError(f"{what} needs an HA or multiconnect instance, {self.name} is single")
+
+    def fail_over_master(self, to: Container | str | None = None) -> Container:
+        """The primary master loses its lease: a secondary (`to`, else the first) takes over.
+
+        Every former primary becomes a secondary; in multiconnect the control shard moves with
+        the role. Returns the new primary master.
+        """
+        self._clustered("a master failover")
+        new = self.container(to) if to is not None else None
+        if new is None:
+            new = next((c for c in self.containers if c.role == "secondary_master"), None)
+        if new is None or new.role != "secondary_master":
+            raise ValueError(f"{self.name} has no secondary master to fail over to")
+        for c in self.containers:
+            if c.role == "primary_master":
+                c.role = "secondary_master"
+                c.shards = [pair for pair in c.shards if pair != _CONTROL]
+        new.role = "primary_master"
+        if self.multi_connect:
+            new.shards = [_CONTROL, *(pair for pair in new.shards if pair != _CONTROL)]
+        return new
+
+    def kill_coreapp(
+        self, which: Container | str | None = None, *, respawn: bool = False
+    ) -> Container | None:
+        """A Coreapp (`which`, else the first owning a shard) disappears from the responses.
+
+        Its shards move to a spare Coreapp (one owning none) or, with no spare, stay unowned.
+        `respawn` adds a fresh spare Coreapp on the same host (a new container id), as a
+        restarted container would come back. Returns the Coreapp that took the shards, or None.
+        """
+        self._clustered("killing a Coreapp")
+        if which is not None:
+            victim = self.container(which)
+        else:
+            coreapps = [c for c in self.containers if c.role == "coreapp"]
+            owners = [c for c in coreapps if c.shards]
+            if not coreapps:
+                raise ValueError(f"{self.name} has no Coreapp left")
+            victim = (owners or coreapps)[0]
+        if victim.role != "coreapp":
+            raise ValueError(f"{self.name}: {which!r} is not a Coreapp")
+        self.containers.remove(victim)
+        spare = next((c for c in self.containers if c.role == "coreapp" and not c.shards), None)
+        heir = spare if spare is not None and victim.shards else None
+        if heir is not None:
+            heir.shards = victim.shards
+        if respawn:
+            self.add_container("coreapp", hostname=victim.hostname)
+        return heir
+
+    def schedule_failovers(self, period: float, start: float | None = None) -> None:
+        """Every `period` seconds of the simulator's clock, alternate a master failover and
+        the kill (with respawn) of a shard-owning Coreapp, drawn from the seed.
+
+        Events happen lazily when the instance is asked (`tick`), so a fake clock drives them.
+        """
+        self._clustered("scheduled failovers")
+        if period <= 0:
+            raise ValueError(f"the failover period must be positive, not {period}")
+        self._failover_period = period
+        self._next_failover = (self.started if start is None else start) + period
+
+    def tick(self, now: float) -> None:
+        """Apply the scheduled failovers due by `now` (the server calls it on every request)."""
+        period = self._failover_period
+        if period is None or now < self._next_failover:
+            return
+        due = int((now - self._next_failover) // period) + 1
+        self._next_failover += due * period
+        for _ in range(min(due, 2 * len(self.containers) + 2)):  # a clock jump: no long loop
+            rng = random.Random(f"{self._seed}:{self.name}:failover:{self._failovers}")
+            if self._failovers % 2 == 0 and any(
+                c.role == "secondary_master" for c in self.containers
+            ):
+                self.fail_over_master()
+            else:
+                owners = [c for c in self.containers if c.role == "coreapp" and c.shards]
+                if owners:
+                    self.kill_coreapp(rng.choice(owners), respawn=True)
+            self._failovers += 1
+
+    def break_cluster(self, kind: str) -> Container:
+        """Put the cluster into one of `BROKEN_PICTURES`; returns the container made wrong.
+
+        - `unowned_shard`: the owner of the highest shard drops it (nobody owns it);
+        - `two_primaries`: a secondary master also says `primary_master` (one is added if none);
+        - `mixed_builds`: the last container runs `OLD_VERSION`;
+        - `owner_disconnected`: a shard-owning Coreapp's gateway says `disconnected`.
+        """
+        self._clustered("a broken cluster")
+        owners = [c for c in self.containers if c.role == "coreapp" and c.shards]
+        if kind == "unowned_shard":
+            if not owners:
+                raise ValueError(f"{self.name} has no shard owner left")
+            top = max(owners, key=lambda c: max(last for _, last in c.shards))
+            top.shards = []
+            return top
+        if kind == "two_primaries":
+            second = next((c for c in self.containers if c.role == "secondary_master"), None)
+            if second is None:
+                second = self.add_container("secondary_master")
+            second.role = "primary_master"
+            return second
+        if kind == "mixed_builds":
+            self.containers[-1].version = OLD_VERSION
+            return self.containers[-1]
+        if kind == "owner_disconnected":
+            if not owners:
+                raise ValueError(f"{self.name} has no shard owner left")
+            owners[0].gateway_status = "disconnected"
+            return owners[0]
+        raise ValueError(f"kind must be one of {BROKEN_PICTURES}, not {kind!r}")
+
+    # ------------------------------------------------------------- documents
 
     def _traits_of(self, container: Container) -> _Traits:
         traits = self._traits.get(container.container_id)
@@ -207,13 +413,14 @@ class Instance:
         data_span = traits.data_base - _GB
         logs_span = traits.logs_base - _GB
         built = datetime.fromtimestamp(self.expires_at - 180 * 86400, UTC)
+        version = container.version or self.version
         fields: dict[str, Any] = {
             "context": "healthcheck",
             "db_engine": "MYSQL",
             "db_info": ["mysql-connector 8.0"],
             "debug_info": self._phone if self.registered else "unregistered",
             "description": (
-                f"WhatsApp Business API Client {self.version} "
+                f"WhatsApp Business API Client {version} "
                 f"(built {built.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
             ),
             "device_iso8601": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
@@ -254,28 +461,40 @@ class Instance:
                 "message": 7,
             },
             "socket_conn": self._socket_conn(container, traits, now),
-            "version": self.version,
+            "version": version,
         }
         if self.topology != "single":
             fields["role"] = container.role
             fields["shards"] = [list(pair) for pair in container.shards]
         return fields
 
+    def meta(self) -> dict[str, str] | None:
+        """The `meta` object every answer carries (None when `api_status` is None)."""
+        if self.api_status is None:
+            return None
+        return {"api_status": self.api_status, "version": self.version}
+
+    def _with_meta(self, document: dict[str, Any]) -> dict[str, Any]:
+        meta = self.meta()
+        if meta is not None:
+            document["meta"] = meta
+        return document
+
     def support_payload(self, now: float) -> dict[str, Any]:
-        """The `{"support": {...}}` document at wall time `now` (flat for a single instance)."""
+        """The `{"support": {...}, "meta": {...}}` document at wall time `now` (flat for single)."""
         if self.payload is not None:
-            return {"support": self.payload}
+            return self._with_meta({"support": self.payload})
         second = int(now)
         if self.topology == "single":
-            if not self.containers:
-                return {"support": {}}
-            return {"support": self._fields(self.containers[0], second)}
-        return {"support": {c.key: self._fields(c, second) for c in self.containers}}
+            support = self._fields(self.containers[0], second) if self.containers else {}
+        else:
+            support = {c.key: self._fields(c, second) for c in self.containers}
+        return self._with_meta({"support": support})
 
     def support_body(self, now: float) -> bytes:
         """Serialized support document, cached per whole second so polling bursts stay cheap."""
         if self.payload is not None:
-            return orjson.dumps({"support": self.payload})
+            return orjson.dumps(self.support_payload(now))
         key = (
             int(now),
             self.registered,
@@ -284,29 +503,60 @@ class Instance:
             self.socket_conn,
             self.topology,
             self.started,
-            tuple((c.hostname, c.container_id, c.role, str(c.shards)) for c in self.containers),
+            self.api_status,
+            tuple(
+                (c.hostname, c.container_id, c.role, str(c.shards), c.version)
+                for c in self.containers
+            ),
         )
         if key != self._cache_key:
             self._cache_body = orjson.dumps(self.support_payload(now))
             self._cache_key = key
         return self._cache_body
 
-    def health_payload(self) -> dict[str, Any]:
-        """The `/v1/health` document: only shard-owning Coreapps are connected, as in HA."""
+    def _support_with_new_keys(self, now: float, count: int) -> bytes:
+        """The support document with `count` never-seen `free_space_*` keys per container."""
+        document = self.support_payload(now)
+        support = document["support"]
+        entries = [support] if self.topology == "single" or self.payload else support.values()
+        for entry in entries:
+            if isinstance(entry, dict):
+                for _ in range(count):
+                    entry[f"free_space_{self._rng.getrandbits(40):010x}"] = self._rng.randrange(_GB)
+        return orjson.dumps(document)
+
+    def gateway_status(self, container: Container) -> str:
+        """What `/v1/health` says for a container, following Meta's description of HA/MC."""
+        if container.gateway_status is not None:
+            return container.gateway_status
+        if not self.registered:
+            return "unregistered"
         if self.topology == "single":
-            status = "connected" if self.registered else "unregistered"
-            return {"health": {"gateway_status": status}}
-        return {
-            "health": {
-                c.key: {
-                    "gateway_status": "connected"
-                    if c.role == "coreapp" and c.shards
-                    else "disconnected",
-                    "role": c.role,
-                }
-                for c in self.containers
-            }
+            return "connected"
+        if self.topology == "ha":
+            connected = container.role == "coreapp" and container.owns(0)
+        else:
+            connected = container.role == "primary_master" or (
+                container.role == "coreapp" and any(last >= 0 for _, last in container.shards)
+            )
+        return "connected" if connected else "disconnected"
+
+    def health_payload(self) -> dict[str, Any]:
+        """The `/v1/health` document: in HA only the owner of shard 0 is connected; in
+        multiconnect the primary master and every shard-owning Coreapp are."""
+        if self.topology == "single":
+            status = self.gateway_status(self.containers[0]) if self.containers else "connected"
+            return self._with_meta({"health": {"gateway_status": status}})
+        health = {
+            c.key: {"gateway_status": self.gateway_status(c), "role": c.role}
+            for c in self.containers
         }
+        return self._with_meta({"health": health})
+
+    def shards_payload(self) -> dict[str, Any]:
+        """The `/v1/account/shards` document: the configured shard count."""
+        account: Any = {"shards": self.shard_count}
+        return self._with_meta({"account": [account] if self.shards_as_list else account})
 
 
 class Simulator:
@@ -348,8 +598,15 @@ class Simulator:
         masters: int = 2,
         coreapps: int = 2,
         shards: int = 1,
+        api_key: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> Instance:
-        """Create a deployment; the first one added is also served at the root path."""
+        """Create a deployment; the first one added is also served at the root path.
+
+        `api_key`, `username` and `password` override the simulator's for this deployment
+        only; one that has any of them keeps its own login tokens.
+        """
         if topology not in TOPOLOGIES:
             raise ValueError(f"topology must be one of {TOPOLOGIES}, not {topology!r}")
         if name in self._instances:
@@ -363,8 +620,11 @@ class Simulator:
             started=self.now(),
             rate=self.rate,
             burst=self.burst,
-            api_key=self.api_key,
+            api_key=api_key if api_key is not None else self.api_key,
         )
+        inst.api_key, inst.username, inst.password = api_key, username, password
+        if api_key is not None or username is not None or password is not None:
+            inst.tokens = {}
         if topology == "single":
             inst.add_container("coreapp", hostname=name)
         else:
@@ -378,11 +638,11 @@ class Simulator:
                 inst.shard_count = shards
             for i in range(masters):
                 role = "primary_master" if i == 0 else "secondary_master"
-                owned = [[-1, -1]] if i == 0 and topology == "multiconnect" else []
+                owned = [list(_CONTROL)] if i == 0 and topology == "multiconnect" else []
                 inst.add_container(role, owned)
             for i in range(coreapps):
                 if topology == "ha":
-                    owned = [[-1, -1], [0, 0]] if i == 0 else []
+                    owned = [list(_CONTROL), [0, 0]] if i == 0 else []
                 else:
                     owned = [[i, i]] if i < shards else []
                 inst.add_container("coreapp", owned)
@@ -413,7 +673,7 @@ class Simulator:
             ("GET", "/v1/support", self._support),
             ("GET", "/v1/health", self._health),
             ("GET", "/v1/account/shards", self._shards),
-            ("POST", "/v1/users/login", self._login),
+            ("POST", "/v1/users/login", self._login_route),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -425,9 +685,6 @@ class Simulator:
         """Release hanging handlers so the server can stop without waiting its timeout."""
         self._closing = True
 
-    def _meta(self, inst: Instance | None) -> dict[str, str]:
-        return {"api_status": "stable", "version": inst.version if inst else DEFAULT_VERSION}
-
     def _error(
         self,
         inst: Instance | None,
@@ -437,10 +694,11 @@ class Simulator:
         details: str,
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        body = {
-            "errors": [{"code": code, "title": title, "details": details}],
-            "meta": self._meta(inst),
-        }
+        body: dict[str, Any] = {"errors": [{"code": code, "title": title, "details": details}]}
+        if inst is None:
+            body["meta"] = {"api_status": "stable", "version": DEFAULT_VERSION}
+        else:
+            inst._with_meta(body)
         return web.Response(
             status=status, body=orjson.dumps(body), content_type=_JSON, headers=headers
         )
@@ -459,9 +717,10 @@ class Simulator:
                 return
             await asyncio.sleep(_HANG_POLL)
 
-    async def _faults(self, request: web.Request, inst: Instance) -> web.StreamResponse | None:
-        """Apply the instance's faults; a response means the request ends here."""
-        faults = inst.faults
+    async def _faults(
+        self, request: web.Request, inst: Instance, faults: Faults
+    ) -> web.StreamResponse | None:
+        """Apply one set of faults; a response means the request ends here."""
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
         if faults.hang:
@@ -474,6 +733,8 @@ class Simulator:
             return self._error(
                 inst, faults.status, 1014, "Internal error", "Simulated fault", headers
             )
+        if faults.missing:
+            return self._error(inst, 404, 1006, "Resource not found", "Unknown path")
         if faults.body is not None:
             return web.Response(body=faults.body, content_type=_JSON)
         if faults.body_size is not None:
@@ -499,88 +760,122 @@ class Simulator:
             pass  # The client stopped reading, as a size cap should make it do.
         return response
 
-    def _authorized(self, request: web.Request, *, allow_api_key: bool) -> bool:
-        """Apikey (when configured and allowed) or an unexpired Bearer token."""
+    async def _drip(self, request: web.Request, body: bytes, interval: float) -> web.StreamResponse:
+        """A 200 with the real body, one byte every `interval` seconds: a slow upstream."""
+        response = web.StreamResponse()
+        response.content_type = _JSON
+        response.content_length = len(body)
+        await response.prepare(request)
+        try:
+            for i in range(len(body)):
+                if self._closing:
+                    return response
+                await response.write(body[i : i + 1])
+                await asyncio.sleep(interval)
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # The client gave up, as its deadline should make it do.
+        return response
+
+    def _authorized(self, request: web.Request, inst: Instance, *, allow_api_key: bool) -> bool:
+        """Apikey (when configured and allowed) or an unexpired Bearer token of this store."""
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         scheme = scheme.lower()
         credential = credential.strip()
         if scheme == "apikey":
+            api_key = inst.api_key if inst.api_key is not None else self.api_key
             return (
                 allow_api_key
-                and self.api_key is not None
-                and hmac.compare_digest(credential.encode(), self.api_key.encode())
+                and api_key is not None
+                and hmac.compare_digest(credential.encode(), api_key.encode())
             )
         if scheme == "bearer":
-            expiry = self.tokens.get(credential)
+            tokens = inst.tokens if inst.tokens is not None else self.tokens
+            expiry = tokens.get(credential)
             if expiry is None:
                 return False
             if expiry <= self.now():
-                del self.tokens[credential]
+                del tokens[credential]
                 return False
             return True
         return False
 
-    async def _guard(self, request: web.Request, endpoint: str) -> Instance | web.StreamResponse:
-        """Common preamble: resolve, count, faults, rate limit, auth (in that order).
-
-        Returns the instance to answer for, or the response that ends the request.
-        """
+    async def _serve(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        """Resolve, count, faults, rate limit, auth (in that order), then answer."""
         inst = self._resolve(request)
         if inst is None:
             return self._error(None, 404, 1006, "Resource not found", "Unknown instance")
         inst.requests[endpoint] += 1
-        early = await self._faults(request, inst)
-        if early is not None:
-            return early
-        if not inst.take_token(self.now()):
-            inst.requests["rejected"] += 1
-            return self._error(inst, 429, 1015, "Too many requests", "Rate limit hit")
-        if endpoint == "login":
-            return inst
-        allow_api_key = not (endpoint == "support" and inst.faults.reject_api_key)
-        if not self._authorized(request, allow_api_key=allow_api_key):
-            return self._error(inst, 401, 1005, "Access denied", "Invalid credentials")
-        return inst
+        if "Cookie" in request.headers:
+            inst.cookies_received += 1
+        now = self.now()
+        inst.tick(now)
+        own = inst.endpoint_faults.get(endpoint)
+        response = await self._faults(request, inst, inst.faults)
+        if response is None and own is not None:
+            response = await self._faults(request, inst, own)
+        if response is None:
+            if not inst.take_token(now):
+                inst.requests["rejected"] += 1
+                response = self._error(inst, 429, 1015, "Too many requests", "Rate limit hit")
+            elif endpoint == "login":
+                response = self._login(request, inst, own)
+            else:
+                allow_api_key = not (
+                    endpoint == "support"
+                    and (inst.faults.reject_api_key or (own is not None and own.reject_api_key))
+                )
+                if not self._authorized(request, inst, allow_api_key=allow_api_key):
+                    response = self._error(inst, 401, 1005, "Access denied", "Invalid credentials")
+        if response is None:
+            body = self._answer(inst, endpoint, own, now)
+            drip = inst.faults.drip or (own.drip if own is not None else 0.0)
+            if drip > 0:
+                return await self._drip(request, body, drip)  # cookies: headers already sent
+            response = web.Response(body=body, content_type=_JSON)
+        if inst.faults.set_cookie or (own is not None and own.set_cookie):
+            response.headers.add("Set-Cookie", f"wa_session={secrets.token_hex(8)}; Path=/")
+        return response
+
+    def _answer(self, inst: Instance, endpoint: str, own: Faults | None, now: float) -> bytes:
+        if endpoint == "support":
+            extra = inst.faults.new_free_space_keys or (own.new_free_space_keys if own else 0)
+            if extra:
+                return inst._support_with_new_keys(now, extra)
+            return inst.support_body(now)
+        if endpoint == "health":
+            return orjson.dumps(inst.health_payload())
+        return orjson.dumps(inst.shards_payload())
 
     async def _support(self, request: web.Request) -> web.StreamResponse:
-        inst = await self._guard(request, "support")
-        if not isinstance(inst, Instance):
-            return inst
-        return web.Response(body=inst.support_body(self.now()), content_type=_JSON)
+        return await self._serve(request, "support")
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
-        inst = await self._guard(request, "health")
-        if not isinstance(inst, Instance):
-            return inst
-        return web.Response(body=orjson.dumps(inst.health_payload()), content_type=_JSON)
+        return await self._serve(request, "health")
 
     async def _shards(self, request: web.Request) -> web.StreamResponse:
-        inst = await self._guard(request, "shards")
-        if not isinstance(inst, Instance):
-            return inst
-        body = {"account": {"shards": inst.shard_count}}
-        return web.Response(body=orjson.dumps(body), content_type=_JSON)
+        return await self._serve(request, "shards")
 
-    async def _login(self, request: web.Request) -> web.StreamResponse:
-        inst = await self._guard(request, "login")
-        if not isinstance(inst, Instance):
-            return inst
-        if not self._check_basic(request.headers.get("Authorization", "")):
+    async def _login_route(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, "login")
+
+    def _login(self, request: web.Request, inst: Instance, own: Faults | None) -> web.Response:
+        if not self._check_basic(request.headers.get("Authorization", ""), inst):
             return self._error(inst, 401, 1005, "Access denied", "Invalid credentials")
-        token = secrets.token_urlsafe(32)
+        token = inst.faults.login_token or (own.login_token if own else None)
+        token = token or secrets.token_urlsafe(32)
         expiry = self.now() + self.token_lifetime
-        self.tokens[token] = expiry
+        (inst.tokens if inst.tokens is not None else self.tokens)[token] = expiry
         self.tokens_issued += 1
         expires_after = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
-        body = {
-            "users": [{"token": token, "expires_after": expires_after}],
-            "meta": self._meta(inst),
-        }
+        body = inst._with_meta({"users": [{"token": token, "expires_after": expires_after}]})
         return web.Response(body=orjson.dumps(body), content_type=_JSON)
 
-    def _check_basic(self, header: str) -> bool:
+    def _check_basic(self, header: str, inst: Instance) -> bool:
         """Basic credentials match; logins are disabled when no password is configured."""
-        if self.password is None:
+        password = inst.password if inst.password is not None else self.password
+        username = inst.username if inst.username is not None else self.username
+        if password is None:
             return False
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
@@ -589,10 +884,148 @@ class Simulator:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             return False
-        user, sep, password = decoded.partition(":")
+        user, sep, given = decoded.partition(":")
         return bool(sep) and hmac.compare_digest(
-            f"{user}:{password}".encode(), f"{self.username}:{self.password}".encode()
+            f"{user}:{given}".encode(), f"{username}:{password}".encode()
         )
+
+
+# --------------------------------------------------------------------- hostile bodies
+
+
+def _meta_suffix() -> bytes:
+    return b',"meta":{"api_status":"stable","version":"' + DEFAULT_VERSION.encode() + b'"}}'
+
+
+def many_containers_body(count: int = 100_000) -> bytes:
+    """A keyed support body of `count` tiny containers (each only `socket_conn: UP`)."""
+    entries = b",".join(b'"h%d:%012x":{"socket_conn":"UP"}' % (i, i) for i in range(count))
+    return b'{"support":{' + entries + b"}" + _meta_suffix()
+
+
+def huge_shards_body(containers: int = 1500, first: int = 0, last: int = 1022) -> bytes:
+    """A keyed support body whose every Coreapp claims the shard range `[first, last]`."""
+    entry = orjson.dumps({"role": "coreapp", "shards": [[first, last]], "multi_connect": True})
+    entries = b",".join(b'"core%d:%012x":' % (i, i) + entry for i in range(containers))
+    return b'{"support":{' + entries + b"}" + _meta_suffix()
+
+
+def colliding_keys_body() -> bytes:
+    """Keys `b:` and `b` both split into host `b` and an empty container id."""
+    entry = orjson.dumps({"role": "coreapp", "shards": [], "socket_conn": "UP"})
+    return b'{"support":{"b:":' + entry + b',"b":' + entry + b"}" + _meta_suffix()
+
+
+def huge_number_body() -> bytes:
+    """A single-instance body with 1e400 (past any float) in `e2e`, a field nobody exports.
+
+    Written as raw text: JSON encoders refuse to produce it, and strict decoders refuse it.
+    """
+    return (
+        b'{"support":{"socket_conn":"UP","version":"'
+        + DEFAULT_VERSION.encode()
+        + b'","e2e":{"identity_timestamp":"2025-01-01T00:00:00","registration_id":1e400}}'
+        + _meta_suffix()
+    )
+
+
+# --------------------------------------------------------------------- raw TCP answers
+
+
+@dataclass
+class RawServer:
+    """A TCP server answering every request with one of `RAW_KINDS` (what aiohttp won't send).
+
+    Use `async with await start_raw_server(kind) as raw:`, or call `close()`.
+    """
+
+    kind: str
+    host: str
+    port: int
+    server: asyncio.AbstractServer
+    connections: int = 0
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the exporter as a target."""
+        return f"http://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop listening and drop every open connection."""
+        self.server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self.server.wait_closed()
+
+    async def __aenter__(self) -> RawServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _raw_answer(kind: str) -> bytes:
+    body = b'{"support":{"socket_conn":"UP"}}'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    if kind == "garbage_status":
+        return b"HTTP/1.1 two hundred OKAY\r\nContent-Length: 2\r\n\r\n{}"
+    if kind == "negative_content_length":
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: -5\r\n\r\n"
+            + body
+        )
+    if kind == "wrong_content_length":  # announces more than it sends, then hangs up
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            + body
+        )
+    if kind == "corrupt_gzip":
+        gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03this is not deflate data at all"
+        return head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(gz) + gz
+    return b""  # "close": no answer at all
+
+
+async def start_raw_server(kind: str, host: str = "127.0.0.1", port: int = 0) -> RawServer:
+    """Serve `kind` on a TCP port (0: any free one); every connection gets the same answer.
+
+    `silent` accepts and never reads nor answers; `close` reads the request and hangs up;
+    the others read the request head, send their malformed answer and close.
+    """
+    if kind not in RAW_KINDS:
+        raise ValueError(f"kind must be one of {RAW_KINDS}, not {kind!r}")
+    answer = _raw_answer(kind)
+    raw: RawServer | None = None
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert raw is not None
+        raw.connections += 1
+        raw._writers.add(writer)
+        try:
+            if kind == "silent":
+                await reader.read()  # returns when the client (or close()) drops the connection
+                return
+            with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            raw._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, host, port)
+    bound = server.sockets[0].getsockname()
+    raw = RawServer(kind, bound[0], bound[1], server)
+    return raw
 
 
 # --------------------------------------------------------------------- command line
@@ -600,7 +1033,7 @@ class Simulator:
 
 def _parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -614,8 +1047,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen",
         type=_parse_listen,
-        default=("127.0.0.1", 9090),
-        help="HOST:PORT to serve on (default 127.0.0.1:9090)",
+        default=("127.0.0.1", DEFAULT_PORT),
+        help=f"HOST:PORT to serve on (default 127.0.0.1:{DEFAULT_PORT}; port 0: any free one)",
     )
     parser.add_argument("--single", type=int, default=0, help="single instances (single-N)")
     parser.add_argument("--ha", type=int, default=0, help="HA clusters (ha-N)")
@@ -629,13 +1062,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=20.0, help="requests/s per instance")
     parser.add_argument("--burst", type=int, default=60, help="burst per instance")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated values")
+    parser.add_argument(
+        "--failover-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fail over a master or kill a Coreapp of every cluster this often (0: never)",
+    )
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve simulated deployments and print their target URLs on one line."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Simulator:
     sim = Simulator(
         api_key=args.api_key,
         username=args.username,
@@ -659,15 +1096,51 @@ def main(argv: list[str] | None = None) -> None:
                 coreapps=args.coreapps,
                 shards=args.shards,
             )
+        if args.failover_every:
+            for inst in sim.instances.values():
+                if inst.topology != "single":
+                    inst.schedule_failovers(args.failover_every)
     except ValueError as exc:
         parser.error(str(exc))
-    host, port = args.listen
+    return sim
+
+
+async def _run(sim: Simulator, host: str, port: int) -> int:
+    """Bind, print the targets (with the port actually bound), serve until SIGTERM/SIGINT."""
+    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = exc.strerror or str(exc)
+        print(f"whatsapp-api-simulator: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
+        return 1
+    bound = runner.addresses[0][1] if runner.addresses else port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     if ":" in shown:
         shown = f"[{shown}]"
-    base = f"http://{shown}:{port}"
+    base = f"http://{shown}:{bound}"
     print(",".join(f"{name}={sim.url(base, name)}" for name in sim.instances), flush=True)
-    web.run_app(sim.app(), host=host, port=port, access_log=None, print=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve simulated deployments and print their target URLs on one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sim = _build(args, parser)
+    host, port = args.listen
+    code = asyncio.run(_run(sim, host, port))
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":
