@@ -760,9 +760,11 @@ class Simulator:
             pass  # The client stopped reading, as a size cap should make it do.
         return response
 
-    async def _drip(self, request: web.Request, body: bytes, interval: float) -> web.StreamResponse:
+    async def _drip(
+        self, request: web.Request, body: bytes, interval: float, headers: dict[str, str]
+    ) -> web.StreamResponse:
         """A 200 with the real body, one byte every `interval` seconds: a slow upstream."""
-        response = web.StreamResponse()
+        response = web.StreamResponse(headers=headers)
         response.content_type = _JSON
         response.content_length = len(body)
         await response.prepare(request)
@@ -827,14 +829,17 @@ class Simulator:
                 )
                 if not self._authorized(request, inst, allow_api_key=allow_api_key):
                     response = self._error(inst, 401, 1005, "Access denied", "Invalid credentials")
+        headers: dict[str, str] = {}
+        if inst.faults.set_cookie or (own is not None and own.set_cookie):
+            headers["Set-Cookie"] = f"wa_session={secrets.token_hex(8)}; Path=/"
         if response is None:
             body = self._answer(inst, endpoint, own, now)
             drip = inst.faults.drip or (own.drip if own is not None else 0.0)
             if drip > 0:
-                return await self._drip(request, body, drip)  # cookies: headers already sent
+                return await self._drip(request, body, drip, headers)
             response = web.Response(body=body, content_type=_JSON)
-        if inst.faults.set_cookie or (own is not None and own.set_cookie):
-            response.headers.add("Set-Cookie", f"wa_session={secrets.token_hex(8)}; Path=/")
+        if headers and not response.prepared:  # a streamed fault has sent its headers
+            response.headers.update(headers)
         return response
 
     def _answer(self, inst: Instance, endpoint: str, own: Faults | None, now: float) -> bytes:

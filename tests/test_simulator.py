@@ -849,8 +849,10 @@ async def test_new_free_space_keys_appear_on_every_answer(client: Client, sim: S
 
 async def test_drip_sends_the_real_body_a_byte_at_a_time(client: Client, sim: Simulator) -> None:
     sim.instance("one").faults.drip = 0.02
+    sim.instance("one").faults.set_cookie = True
     resp = await client.get("/one/v1/support", headers=APIKEY)
     assert resp.status == 200
+    assert resp.headers["Set-Cookie"].startswith("wa_session=")
     assert resp.content_length == len(sim.instance("one").support_body(START))
     assert await resp.content.readexactly(5) == b'{"sup'
     with pytest.raises(TimeoutError):
