@@ -1,0 +1,1000 @@
+"""The Grafana dashboard, built with Grafana's own foundation SDK.
+
+Regenerate the committed JSON after a change (a test fails while it is out of date)::
+
+    python grafana/dashboard.py > grafana/whatsapp-support-exporter.json
+
+One dashboard serves every deployment (a sidecar per Webapp, a central exporter, sharded
+replicas): queries keep ``job, instance, target`` apart, so two sidecars that both name their
+target "local" never merge, and totals over containers take ``max`` per container first, so two
+HA sidecars exporting the same cluster never count it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from grafana_foundation_sdk.builders import bargauge, common, prometheus, stat, statetimeline, table
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import timeseries as ts
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
+
+UID = "whatsapp-support"
+TITLE = "WhatsApp Business API (support)"
+# The Grafana release the SDK's schema is generated for (see the pinned SDK version).
+GRAFANA_VERSION = "11.6.0"
+RUNBOOK = (
+    "https://github.com/whatsapp-support-exporter/whatsapp-support-exporter/blob/main/"
+    "docs/runbook.md"
+)
+# Meta documents 9223372036853727000 (about 2^63) for a filesystem without practical limit.
+UNLIMITED = 9e18
+# The exporter withdraws a target's data 3 x the poll interval (30 s) after its last success.
+STALE_AFTER_SECONDS = 90
+DAY = 86400
+
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TARGET = ("job", "instance", "target")
+CONTAINER = (*TARGET, "host", "container_id")
+EXPORTER = ("job", "instance")
+LEGEND_CONTAINER = "{{target}} {{host}} {{container_id}} ({{instance}})"
+LEGEND_TARGET = "{{target}} ({{instance}})"
+
+
+# ---------------------------------------------------------------- PromQL
+
+
+def sel(metric: str, extra: str = "") -> str:
+    """A selector of a target's series, filtered by the job, instance and target variables."""
+    return f'{metric}{{job=~"$job", instance=~"$instance", target=~"$target"{extra}}}'
+
+
+def exporter_sel(metric: str) -> str:
+    """A selector of an exporter's own series (they carry no target)."""
+    return f'{metric}{{job=~"$job", instance=~"$instance"}}'
+
+
+def by(labels: Sequence[str]) -> str:
+    return f"by ({', '.join(labels)})"
+
+
+def per_container(metric: str, extra: str = "") -> str:
+    """One series per container, whoever exports it.
+
+    A cluster container is known by its ``host`` and ``container_id`` (two HA sidecars export
+    the same ones: ``max`` keeps one); a single instance has neither, so it is known by the
+    exporter that polls it.
+    """
+    clustered = sel(metric, extra + ', host!=""')
+    single = sel(metric, extra + ', host=""')
+    cluster = f"max by (job, target, host, container_id) ({clustered})"
+    single = f"max {by(TARGET)} ({single})"
+    return f"({cluster} or {single})"
+
+
+def state_code(metric: str, label: str, states: Sequence[str], keep: Sequence[str]) -> str:
+    """A state set as one number per series: 1 for the first state, 2 for the next...
+
+    0 means an undocumented state (every documented series is 0).
+    """
+    terms = [
+        f"{i} * max {by(keep)} ({sel(metric, f', {label}=' + json.dumps(state))})"
+        for i, state in enumerate(states, start=1)
+    ]
+    return "\n+ ".join(terms)
+
+
+def finite_free_space() -> str:
+    """Free space of directories with a practical limit (the unlimited value left out)."""
+    return f"{sel('whatsapp_free_space_bytes')} < {UNLIMITED:.0e}"
+
+
+# ---------------------------------------------------------------- panel helpers
+
+
+def query(
+    expr: str,
+    ref: str = "A",
+    legend: str = "",
+    *,
+    instant: bool = False,
+    table_format: bool = False,
+) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DS)
+    if legend:
+        q = q.legend_format(legend)
+    if table_format:
+        q = q.format(pm.PromQueryFormat.TABLE).instant()
+    elif instant:
+        q = q.instant()
+    else:
+        q = q.range()
+    return q
+
+
+def steps(*pairs: tuple[float | None, str]) -> dash.ThresholdsConfig:
+    return (
+        dash.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=value, color=color) for value, color in pairs])
+    )
+
+
+def value_map(options: dict[str, tuple[str, str]]) -> dm.ValueMap:
+    return dm.ValueMap(
+        options={
+            value: dm.ValueMappingResult(text=text, color=color, index=i)
+            for i, (value, (text, color)) in enumerate(options.items())
+        }
+    )
+
+
+def state_mappings(states: Sequence[tuple[str, str]]) -> list[dm.ValueMapping]:
+    """Mappings for :func:`state_code`: 1..n to the states, 0 to "undocumented"."""
+    options = {str(i): state for i, state in enumerate(states, start=1)}
+    options["0"] = ("undocumented", "purple")
+    return [value_map(options)]
+
+
+UNLIMITED_MAPPING = dm.RangeMap(
+    options=dm.DashboardRangeMapOptions(
+        from_val=UNLIMITED, to=1e300, result=dm.ValueMappingResult(text="unlimited", color="green")
+    )
+)
+OK_FAILED: list[dm.ValueMapping] = [value_map({"1": ("ok", "green"), "0": ("failed", "red")})]
+
+
+def override(name: str, **properties: Any) -> dash.DashboardFieldConfigSourceOverrides:
+    return (
+        dash.DashboardFieldConfigSourceOverrides()
+        .matcher(dm.MatcherConfig(id_val="byName", options=name))
+        .properties([dm.DynamicConfigValue(id_val=k, value=v) for k, v in properties.items()])
+    )
+
+
+def organize(
+    rename: dict[str, str], exclude: Sequence[str] = ("Time",), order: Sequence[str] = ()
+) -> list[dm.DataTransformerConfig]:
+    """Grafana's merge + organize: one row per label set, query values as named columns."""
+    return [
+        dm.DataTransformerConfig(id_val="merge", options={}),
+        dm.DataTransformerConfig(
+            id_val="organize",
+            options={
+                "excludeByName": dict.fromkeys(exclude, True),
+                "renameByName": rename,
+                "indexByName": {name: i for i, name in enumerate(order)},
+            },
+        ),
+    ]
+
+
+def stat_panel(title: str, description: str, unit: str) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(4)
+        .height(4)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def bar_panel(title: str, description: str, unit: str, w: int, h: int) -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(w)
+        .height(h)
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def table_panel(title: str, description: str, unit: str, w: int, h: int) -> table.Panel:
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(w)
+        .height(h)
+    )
+
+
+def series_panel(title: str, description: str, unit: str, w: int, h: int) -> ts.Panel:
+    return (
+        ts.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(w)
+        .height(h)
+        .fill_opacity(10)
+        .legend(
+            common.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+        )
+    )
+
+
+def timeline_panel(
+    title: str, description: str, mappings: list[dm.ValueMapping], w: int, h: int
+) -> statetimeline.Panel:
+    return (
+        statetimeline.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .mappings(mappings)
+        .span(w)
+        .height(h)
+        .show_value(cm.VisibilityMode.NEVER)
+        .merge_values(True)
+        .color_scheme(dash.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+        .legend(common.VizLegendOptions().show_legend(True).placement(cm.LegendPlacement.BOTTOM))
+    )
+
+
+# ---------------------------------------------------------------- rows
+
+
+def overview() -> list[cogbuilder.Builder[dm.Panel]]:
+    up = sel("whatsapp_up")
+    return [
+        stat_panel(
+            "Targets up",
+            "Targets whose last poll of /v1/support worked, of all targets. A target is counted "
+            "once per exporter that polls it.",
+            "none",
+        )
+        .with_target(query(f"count({up} == 1) or vector(0)", "A", "up", instant=True))
+        .with_target(query(f"count({up})", "B", "all", instant=True))
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .thresholds(steps((None, "blue"))),
+        stat_panel(
+            "Targets down",
+            "Targets whose last poll failed: the exporter cannot read them (see Poll errors by "
+            "reason). This is not WhatsApp's health; that is the socket.",
+            "none",
+        )
+        .with_target(query(f"count({up} == 0) or vector(0)", instant=True))
+        .thresholds(steps((None, "green"), (1, "red"))),
+        stat_panel(
+            "Sockets connected",
+            "Containers whose socket to the WhatsApp server is UP, of all containers. A cluster "
+            "container exported by two sidecars counts once.",
+            "none",
+        )
+        .with_target(
+            query(
+                f"count({per_container('whatsapp_socket_connected')} == 1) or vector(0)",
+                "A",
+                "connected",
+                instant=True,
+            )
+        )
+        .with_target(
+            query(f"count({per_container('whatsapp_socket_connected')})", "B", "all", instant=True)
+        )
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .thresholds(steps((None, "blue"))),
+        stat_panel(
+            "Nearest build expiry",
+            "Time until the first container's build expires; after that the WhatsApp client "
+            "stops working (error 1005 App Expired). Upgrade before it.",
+            "s",
+        )
+        .with_target(
+            query(f"min({sel('whatsapp_build_expiry_timestamp_seconds')}) - time()", instant=True)
+        )
+        .thresholds(steps((None, "red"), (7 * DAY, "orange"), (30 * DAY, "green"))),
+        stat_panel(
+            "Least free space",
+            "The smallest free space of any directory of any container. A filesystem without "
+            "practical limit reports about 2^63 bytes, shown as unlimited.",
+            "bytes",
+        )
+        .with_target(query(f"min({sel('whatsapp_free_space_bytes')})", instant=True))
+        .mappings([UNLIMITED_MAPPING])
+        .thresholds(steps((None, "red"), (1e9, "orange"), (10e9, "green"))),
+        stat_panel(
+            "Numbers not registered",
+            "Containers whose debug_info says unregistered: the phone number is not registered, "
+            "no message can be sent. A cluster container exported twice counts once.",
+            "none",
+        )
+        .with_target(
+            query(f"count({per_container('whatsapp_registered')} == 0) or vector(0)", instant=True)
+        )
+        .thresholds(steps((None, "green"), (1, "red"))),
+    ]
+
+
+def build_expiry() -> list[cogbuilder.Builder[dm.Panel]]:
+    expiry = sel("whatsapp_build_expiry_timestamp_seconds")
+    return [
+        bar_panel(
+            "Time until build expiry per container",
+            "Time left before each container's build expires (expire_timestamp). Red under a "
+            "week, orange under 30 days.",
+            "s",
+            12,
+            8,
+        )
+        .with_target(
+            query(f"max {by(CONTAINER)} ({expiry}) - time()", legend=LEGEND_CONTAINER, instant=True)
+        )
+        .thresholds(steps((None, "red"), (7 * DAY, "orange"), (30 * DAY, "green"))),
+        table_panel(
+            "Build expiry dates",
+            "When each container's build expires, and its version. Containers of one cluster "
+            "should run the same build.",
+            "none",
+            12,
+            8,
+        )
+        .with_target(query(f"max {by(CONTAINER)} ({expiry}) * 1000", "A", table_format=True))
+        .with_target(
+            query(
+                f"max {by((*CONTAINER, 'version'))} ({sel('whatsapp_build_info')})",
+                "B",
+                table_format=True,
+            )
+        )
+        .transformations(
+            organize(
+                {"Value #A": "expires", "version": "version"},
+                exclude=("Time", "Value #B"),
+                order=("target", "host", "container_id", "version", "expires"),
+            )
+        )
+        .with_override(
+            dm.MatcherConfig(id_val="byName", options="expires"),
+            [dm.DynamicConfigValue(id_val="unit", value="dateTimeAsIso")],
+        ),
+    ]
+
+
+def storage() -> list[cogbuilder.Builder[dm.Panel]]:
+    free = sel("whatsapp_free_space_bytes")
+    keep = (*CONTAINER, "directory")
+    return [
+        table_panel(
+            "Free space now",
+            "Free space per directory and container. A filesystem without practical limit "
+            "reports about 2^63 bytes: shown as unlimited.",
+            "bytes",
+            10,
+            9,
+        )
+        .with_target(query(f"max {by(keep)} ({free})", table_format=True))
+        .mappings([UNLIMITED_MAPPING])
+        .transformations(
+            organize(
+                {"Value": "free"},
+                order=("target", "host", "container_id", "directory", "free"),
+            )
+        ),
+        series_panel(
+            "Free space per directory",
+            "Free space over time. Directories without practical limit (unlimited) are left "
+            "out so they do not flatten the others; they are listed in Free space now.",
+            "bytes",
+            14,
+            9,
+        )
+        .with_target(
+            query(
+                f"max {by(keep)} ({finite_free_space()})",
+                legend="{{target}} {{host}} {{directory}} ({{instance}})",
+            )
+        )
+        .mappings([UNLIMITED_MAPPING]),
+        bar_panel(
+            "Estimated time until full",
+            "At the rate of the last 6 hours, when each draining directory fills up. Only "
+            "directories that drain are listed; unlimited ones are left out.",
+            "s",
+            12,
+            8,
+        )
+        .with_target(
+            query(
+                f"({finite_free_space()}) / (-deriv({free}[6h]) > 0)",
+                legend="{{target}} {{host}} {{directory}} ({{instance}})",
+                instant=True,
+            )
+        )
+        .thresholds(steps((None, "red"), (DAY, "orange"), (7 * DAY, "green"))),
+        bar_panel(
+            "Free space in 24 h (forecast)",
+            "Free space expected in 24 hours, extrapolated linearly from the last 6 hours "
+            "(predict_linear). Unlimited directories are not forecast.",
+            "bytes",
+            12,
+            8,
+        )
+        .with_target(
+            query(
+                f"clamp_min(predict_linear({free}[6h], {DAY}), 0) and {finite_free_space()}",
+                legend="{{target}} {{host}} {{directory}} ({{instance}})",
+                instant=True,
+            )
+        )
+        .thresholds(steps((None, "red"), (1e9, "orange"), (10e9, "green"))),
+    ]
+
+
+SOCKET_STATES = (
+    ("UP", "green"),
+    ("UP receiving offline", "yellow"),
+    ("SC", "orange"),
+    ("DN", "red"),
+    ("UNK", "purple"),
+)
+GATEWAY_STATES = (
+    ("connected", "green"),
+    ("connecting", "yellow"),
+    ("disconnected", "text"),
+    ("uninitialized", "orange"),
+    ("unregistered", "red"),
+)
+ROLES = (("primary_master", "blue"), ("secondary_master", "purple"), ("coreapp", "green"))
+API_STATUSES = (("stable", "green"), ("experimental", "yellow"), ("deprecated", "red"))
+
+
+def connection() -> list[cogbuilder.Builder[dm.Panel]]:
+    return [
+        timeline_panel(
+            "Socket state",
+            "Connection of each container to the WhatsApp server (socket_conn): UP connected, "
+            "UP receiving offline catching up, SC connecting, DN disconnected, UNK unknown.",
+            state_mappings(SOCKET_STATES),
+            16,
+            8,
+        ).with_target(
+            query(
+                state_code(
+                    "whatsapp_socket_state", "state", [s for s, _ in SOCKET_STATES], CONTAINER
+                ),
+                legend=LEGEND_CONTAINER,
+            )
+        ),
+        series_panel(
+            "Clock skew",
+            "The container's clock (device_iso8601) minus the exporter's. A skew of seconds "
+            "breaks TLS and message timestamps.",
+            "s",
+            8,
+            8,
+        ).with_target(
+            query(
+                f"max {by(CONTAINER)} ({sel('whatsapp_clock_skew_seconds')})",
+                legend=LEGEND_CONTAINER,
+            )
+        ),
+    ]
+
+
+def _zero_if_none(expr: str) -> str:
+    """Count that shows 0 for a cluster where nothing matched (and nothing for others)."""
+    configured = f"max {by(TARGET)} ({sel('whatsapp_shards_configured')})"
+    return f"({expr}) or (0 * {configured})"
+
+
+def cluster() -> list[cogbuilder.Builder[dm.Panel]]:
+    owned_shard = sel("whatsapp_shard_owned", ', shard=~"[0-9]+"')
+    connected = sel("whatsapp_gateway_status", ', state="connected"')
+    configured = f"max {by(TARGET)} ({sel('whatsapp_shards_configured')})"
+    owned = _zero_if_none(f"count {by(TARGET)} (max {by((*TARGET, 'shard'))} ({owned_shard}) == 1)")
+    on_connected = _zero_if_none(
+        f"count {by(TARGET)} (max {by((*TARGET, 'shard'))} (({owned_shard} == 1) "
+        f"and on ({', '.join(CONTAINER)}) ({connected} == 1)))"
+    )
+    return [
+        table_panel(
+            "Shards per cluster",
+            "Per multiconnect cluster: shards configured (/v1/account/shards), shards 0..N-1 "
+            "owned by a Coreapp, and owned by a Coreapp whose gateway is connected. Missing is "
+            "configured minus connected: messages of those shards are not delivered.",
+            "none",
+            10,
+            7,
+        )
+        .with_target(query(configured, "A", table_format=True))
+        .with_target(query(owned, "B", table_format=True))
+        .with_target(query(on_connected, "C", table_format=True))
+        .with_target(query(f"{configured} - ({on_connected})", "D", table_format=True))
+        .transformations(
+            organize(
+                {
+                    "Value #A": "configured",
+                    "Value #B": "owned",
+                    "Value #C": "connected",
+                    "Value #D": "missing",
+                },
+                order=("job", "instance", "target", "configured", "owned", "connected", "missing"),
+            )
+        )
+        .with_override(
+            dm.MatcherConfig(id_val="byName", options="missing"),
+            [
+                dm.DynamicConfigValue(
+                    id_val="thresholds",
+                    value=steps((None, "green"), (1, "red")).build(),
+                ),
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "color-background"}
+                ),
+            ],
+        ),
+        timeline_panel(
+            "API status",
+            "meta.api_status of each target's /v1/support answer: deprecated means the build's "
+            "API is going away.",
+            state_mappings(API_STATUSES),
+            14,
+            7,
+        ).with_target(
+            query(
+                state_code("whatsapp_api_status", "status", [s for s, _ in API_STATUSES], TARGET),
+                legend=LEGEND_TARGET,
+            )
+        ),
+        timeline_panel(
+            "Role per container",
+            "Role of each container: exactly one primary master per cluster is healthy.",
+            state_mappings(ROLES),
+            12,
+            9,
+        ).with_target(
+            query(
+                state_code("whatsapp_role", "role", [s for s, _ in ROLES], CONTAINER),
+                legend=LEGEND_CONTAINER,
+            )
+        ),
+        timeline_panel(
+            "Gateway status per container",
+            "gateway_status of each container (/v1/health). Only a container that owns a shard "
+            "needs to be connected; disconnected elsewhere is normal.",
+            state_mappings(GATEWAY_STATES),
+            12,
+            9,
+        ).with_target(
+            query(
+                state_code(
+                    "whatsapp_gateway_status", "state", [s for s, _ in GATEWAY_STATES], CONTAINER
+                ),
+                legend=LEGEND_CONTAINER,
+            )
+        ),
+        bar_panel(
+            "Shard ownership",
+            "Containers owning each shard of each cluster (-1 is the control shard): exactly "
+            "one is healthy, two is a split brain.",
+            "none",
+            8,
+            9,
+        )
+        .with_target(
+            query(
+                f"count {by((*TARGET, 'shard'))} ({sel('whatsapp_shard_owned')} == 1)",
+                legend="{{target}} shard {{shard}} ({{instance}})",
+                instant=True,
+            )
+        )
+        .thresholds(steps((None, "green"), (2, "red"))),
+        table_panel(
+            "Shard owners",
+            "Which container owns which shard.",
+            "none",
+            6,
+            9,
+        )
+        .with_target(
+            query(
+                f"max {by((*CONTAINER, 'shard'))} ({sel('whatsapp_shard_owned')}) == 1",
+                table_format=True,
+            )
+        )
+        .transformations(
+            organize({}, exclude=("Time", "Value"), order=("target", "shard", "host"))
+        ),
+        table_panel(
+            "Schema versions across containers",
+            "Database schema version of each table: versions above 1 means the containers of a "
+            "cluster disagree (an upgrade did not finish).",
+            "none",
+            10,
+            9,
+        )
+        .with_target(
+            query(
+                f"count {by((*TARGET, 'table'))} (count_values {by((*TARGET, 'table'))} "
+                f'("schema_version", {sel("whatsapp_schema_version")}))',
+                "A",
+                table_format=True,
+            )
+        )
+        .with_target(
+            query(
+                f"max {by((*TARGET, 'table'))} ({sel('whatsapp_schema_version')})",
+                "B",
+                table_format=True,
+            )
+        )
+        .with_target(
+            query(
+                f"min {by((*TARGET, 'table'))} ({sel('whatsapp_schema_version')})",
+                "C",
+                table_format=True,
+            )
+        )
+        .transformations(
+            organize(
+                {"Value #A": "versions", "Value #B": "highest", "Value #C": "lowest"},
+                order=("target", "table", "versions", "highest", "lowest"),
+            )
+        )
+        .with_override(
+            dm.MatcherConfig(id_val="byName", options="versions"),
+            [
+                dm.DynamicConfigValue(
+                    id_val="thresholds", value=steps((None, "green"), (2, "red")).build()
+                ),
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "color-background"}
+                ),
+            ],
+        ),
+    ]
+
+
+def fleet() -> list[cogbuilder.Builder[dm.Panel]]:
+    reload_ok = exporter_sel("whatsapp_exporter_config_last_reload_successful")
+    targets = f"count {by(EXPORTER)} ({sel('whatsapp_up')})"
+    ordinal = exporter_sel("whatsapp_exporter_shard_ordinal")
+    shard = f'count_values {by(EXPORTER)} ("shard", {ordinal})'
+    return [
+        table_panel(
+            "Exporter replicas",
+            "Each exporter process: its version, the shard it polls of how many, its targets, "
+            "and whether its configuration last loaded.",
+            "none",
+            12,
+            7,
+        )
+        .with_target(
+            query(
+                f"max {by((*EXPORTER, 'version'))} "
+                f"({exporter_sel('whatsapp_exporter_build_info')})",
+                "A",
+                table_format=True,
+            )
+        )
+        .with_target(
+            query(
+                f"max {by(EXPORTER)} ({exporter_sel('whatsapp_exporter_shard_ordinal')})",
+                "B",
+                table_format=True,
+            )
+        )
+        .with_target(
+            query(
+                f"max {by(EXPORTER)} ({exporter_sel('whatsapp_exporter_total_shards')})",
+                "C",
+                table_format=True,
+            )
+        )
+        .with_target(query(targets, "D", table_format=True))
+        .with_target(query(f"max {by(EXPORTER)} ({reload_ok})", "E", table_format=True))
+        .transformations(
+            organize(
+                {
+                    "Value #B": "shard",
+                    "Value #C": "of shards",
+                    "Value #D": "targets",
+                    "Value #E": "config",
+                },
+                exclude=("Time", "Value #A"),
+                order=("job", "instance", "version", "shard", "of shards", "targets", "config"),
+            )
+        )
+        .with_override(
+            dm.MatcherConfig(id_val="byName", options="config"),
+            [
+                dm.DynamicConfigValue(id_val="mappings", value=OK_FAILED),
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "color-background"}
+                ),
+            ],
+        ),
+        bar_panel(
+            "Targets per shard",
+            "Targets each shard of the fleet polls (--shard of --total-shards). A shard served "
+            "twice (a replica and its leftover) counts once.",
+            "none",
+            6,
+            7,
+        )
+        .with_target(
+            query(
+                f"max by (job, shard) ({targets} * on (job, instance) group_left (shard) {shard})",
+                legend="{{job}} shard {{shard}}",
+                instant=True,
+            )
+        )
+        .thresholds(steps((None, "blue"))),
+        timeline_panel(
+            "Config reload status",
+            "Whether each exporter's last load or reload of its configuration worked. A failed "
+            "reload keeps the running configuration.",
+            OK_FAILED,
+            6,
+            7,
+        ).with_target(query(f"max {by(EXPORTER)} ({reload_ok})", legend="{{instance}}")),
+    ]
+
+
+def exporter_health() -> list[cogbuilder.Builder[dm.Panel]]:
+    def rate(metric: str, keep: Sequence[str]) -> str:
+        return f"sum {by(keep)} (rate({sel(metric)}[$__rate_interval]))"
+
+    polls = rate("whatsapp_exporter_polls_total", TARGET)
+    return [
+        series_panel(
+            "Poll duration",
+            "How long the last poll of each target took (login, /v1/support and the optional "
+            "endpoints). Near the poll timeout means the upstream is struggling.",
+            "s",
+            8,
+            8,
+        ).with_target(
+            query(
+                f"max {by(TARGET)} ({sel('whatsapp_exporter_poll_duration_seconds')})",
+                legend=LEGEND_TARGET,
+            )
+        ),
+        series_panel(
+            "Poll errors by reason",
+            "Failed polls per second by reason (timeout, connect, tls, auth, rate_limited, "
+            "unavailable, http, invalid_response), beside all polls per second.",
+            "reqps",
+            8,
+            8,
+        )
+        .with_target(
+            query(
+                rate("whatsapp_exporter_poll_errors_total", (*TARGET, "reason")),
+                "A",
+                "{{target}} {{reason}} ({{instance}})",
+            )
+        )
+        .with_target(query(polls, "B", "{{target}} all polls ({{instance}})")),
+        series_panel(
+            "Data age",
+            "Time since each target last answered well. At the red line (the exporter's default "
+            "stale-after, 3 polls of 30 s) its data series are withdrawn.",
+            "s",
+            8,
+            8,
+        )
+        .with_target(
+            query(
+                f"time() - max {by(TARGET)} "
+                f"({sel('whatsapp_exporter_last_success_timestamp_seconds')})",
+                legend=LEGEND_TARGET,
+            )
+        )
+        .thresholds(steps((None, "green"), (STALE_AFTER_SECONDS, "red")))
+        .thresholds_style(
+            common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
+        ),
+        series_panel(
+            "Logins by result",
+            "Logins per second (POST /v1/users/login): a login happens once per token lifetime; "
+            "failures mean the credentials were rejected.",
+            "reqps",
+            6,
+            7,
+        ).with_target(
+            query(
+                rate("whatsapp_exporter_logins_total", (*TARGET, "result")),
+                legend="{{target}} {{result}} ({{instance}})",
+            )
+        ),
+        series_panel(
+            "Invalid upstream fields",
+            "Upstream fields dropped per second for a wrong type (the rest of the target is "
+            "still exported). 0 is healthy.",
+            "reqps",
+            6,
+            7,
+        ).with_target(
+            query(
+                f"{rate('whatsapp_exporter_invalid_fields_total', (*TARGET, 'field'))} "
+                f"or (0 * {polls})",
+                legend="{{target}} {{field}} ({{instance}})",
+            )
+        ),
+        timeline_panel(
+            "Optional endpoints",
+            "Whether the last request of /v1/health and /v1/account/shards worked. A failure "
+            "there does not fail the poll of /v1/support.",
+            OK_FAILED,
+            6,
+            7,
+        ).with_target(
+            query(
+                f"max {by((*TARGET, 'collector'))} ({sel('whatsapp_exporter_collector_success')})",
+                legend="{{target}} {{collector}} ({{instance}})",
+            )
+        ),
+        series_panel(
+            "Optional endpoint errors",
+            "Failed requests per second of /v1/health and /v1/account/shards, by reason.",
+            "reqps",
+            6,
+            7,
+        ).with_target(
+            query(
+                rate("whatsapp_exporter_collector_errors_total", (*TARGET, "collector", "reason"))
+                + f" or (0 * {polls})",
+                legend="{{target}} {{collector}} {{reason}} ({{instance}})",
+            )
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def label_variable(name: str, label: str, definition: str, description: str) -> dash.QueryVariable:
+    return (
+        dash.QueryVariable(name)
+        .label(label)
+        .description(description)
+        .datasource(DS)
+        .query({"query": definition, "refId": f"{name}-variable", "qryType": 1})
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
+
+
+PANEL_NAMES = {
+    "bargauge": "Bar gauge",
+    "stat": "Stat",
+    "state-timeline": "State timeline",
+    "table": "Table",
+    "timeseries": "Time series",
+}
+ROWS = (
+    ("Overview", overview),
+    ("Build expiry", build_expiry),
+    ("Storage", storage),
+    ("Connection", connection),
+    ("Cluster", cluster),
+    ("Exporter fleet", fleet),
+    ("Exporter", exporter_health),
+)
+
+
+def build() -> dict[str, Any]:
+    """The dashboard as Grafana imports it (with ``__inputs`` and ``__requires``)."""
+    board = (
+        dash.Dashboard(TITLE)
+        .uid(UID)
+        .description(
+            "WhatsApp Business API On-Premises clients as seen by whatsapp-support-exporter "
+            "(GET /v1/support, /v1/health, /v1/account/shards): build expiry, free space, "
+            "socket and gateway, cluster shards and roles, and the exporters themselves."
+        )
+        .tags(["whatsapp", "whatsapp-support-exporter"])
+        .readonly()
+        .timezone("utc")
+        .time("now-6h", "now")
+        .refresh("1m")
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .link(
+            dash.DashboardLink("Runbook")
+            .type(dm.DashboardLinkType.LINK)
+            .icon("doc")
+            .url(RUNBOOK)
+            .target_blank(True)
+        )
+        .annotation(
+            dash.AnnotationQuery()
+            .name("Annotations & Alerts")
+            .datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+            .built_in(1)
+            .enable(True)
+            .hide(True)
+            .icon_color("rgba(0, 211, 255, 1)")
+            .type("dashboard")
+        )
+        .with_variable(
+            dash.DatasourceVariable("datasource")
+            .label("Data source")
+            .type("prometheus")
+            .description("The Prometheus that scrapes the exporters.")
+        )
+        .with_variable(
+            label_variable(
+                "job",
+                "Job",
+                "label_values(whatsapp_exporter_build_info, job)",
+                "Prometheus jobs scraping an exporter (sidecars, central, sharded).",
+            )
+        )
+        .with_variable(
+            label_variable(
+                "instance",
+                "Instance",
+                'label_values(whatsapp_exporter_build_info{job=~"$job"}, instance)',
+                "Exporter processes: one per sidecar or replica.",
+            )
+        )
+        .with_variable(
+            label_variable(
+                "target",
+                "Target",
+                'label_values(whatsapp_up{job=~"$job", instance=~"$instance"}, target)',
+                "WhatsApp clients by their configured name (two sidecars may both say local).",
+            )
+        )
+    )
+    for title, panels in ROWS:
+        board = board.with_row(dash.Row(title))
+        for panel in panels():
+            board = board.with_panel(panel)
+    built: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    for number, panel in enumerate(built["panels"], start=1):
+        panel["id"] = number
+    panel_types = sorted({p["type"] for p in built["panels"]} - {"row"})
+    return {
+        # The data source is the `datasource` variable, so an import asks for no input.
+        "__inputs": [],
+        "__elements": {},
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_VERSION},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            *(
+                {"type": "panel", "id": t, "name": PANEL_NAMES[t], "version": ""}
+                for t in panel_types
+            ),
+        ],
+        "id": None,
+        **built,
+    }
+
+
+def main() -> None:
+    json.dump(build(), sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
