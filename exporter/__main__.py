@@ -1,23 +1,40 @@
-"""Entry point: settings, logging, then serve until SIGTERM (``python -m exporter``)."""
+"""Entry point: settings, logging, then serve until SIGTERM (``python -m exporter``).
+
+``whatsapp-support-exporter check`` validates the settings and polls every target once instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import secrets
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
 
 from exporter import __version__
+from exporter.collector import render_target
+from exporter.config import ConfigError
+from exporter.fleet import Fleet
 from exporter.logs import setup_logging
 from exporter.poller import Poller
-from exporter.settings import Settings, SettingsError, Target, load_settings, split_listen_address
-from exporter.store import SnapshotStore
+from exporter.settings import (
+    Credentials,
+    Settings,
+    SettingsError,
+    Target,
+    load_settings,
+    setting_warnings,
+    split_listen_address,
+)
+from exporter.store import Store
 from exporter.web import create_app
 from exporter.webconfig import WebConfig, WebConfigError, basic_auth_middleware, load_web_config
 
@@ -25,31 +42,50 @@ log = logging.getLogger("exporter")
 
 # Seconds SIGTERM may take: polls in flight are cancelled, not awaited.
 SHUTDOWN_TIMEOUT = 3.0
-DEMO_USERNAME = "demo"
+DEMO_LISTEN_ADDRESS = "127.0.0.1:10042"
+PROG = "whatsapp-support-exporter"
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console script: exit 2 with one line on bad settings, otherwise serve."""
+    """Console script: exit 2 with one line on bad settings, otherwise serve (or ``check``)."""
     if argv is None:
         argv = sys.argv[1:]
     if "--version" in argv:
-        print(f"whatsapp-support-exporter {__version__}")
+        print(f"{PROG} {__version__}")
         return
+    if argv[:1] == ["check"]:
+        from exporter.check import main as check_main
+
+        sys.exit(check_main(argv[1:]))
     try:
         settings = load_settings(argv)
         web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except SettingsError as err:
-        print(f"whatsapp-support-exporter: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))
     except WebConfigError as err:
-        print(
-            "whatsapp-support-exporter: invalid setting WA_WEB_CONFIG_FILE"
-            f" (--web.config.file): {err}",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
     setup_logging(settings.log_level, settings.log_format)
     _raise_file_limit()
+    store = Store(render_target)
+    fleet = Fleet(settings, store)
+    targets: list[Target] = []
+    if not settings.demo:
+        try:
+            targets = fleet.initial()
+        except ConfigError as err:
+            fail(str(err))
+        for warning in setting_warnings(settings, os.environ, targets):
+            log.warning(warning)
+    run(serve(settings, web_config, store, fleet, targets))
+
+
+def run(work: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop; a listen address that cannot be bound is one line and exit 1."""
     try:
         import uvloop
 
@@ -60,38 +96,66 @@ def main(argv: list[str] | None = None) -> None:
         runner = asyncio.Runner()
     with runner as loop_runner:
         try:
-            loop_runner.run(serve(settings, web_config))
-        except OSError as err:
-            log.error("cannot serve", extra={"address": settings.listen_address, "error": str(err)})
-            sys.exit(1)
+            loop_runner.run(work)
+        except ListenError as err:
+            fail(str(err), 1)
 
 
-async def serve(settings: Settings, web_config: WebConfig | None) -> None:
+class ListenError(Exception):
+    """The listen address cannot be bound (taken, or not ours)."""
+
+
+async def serve(
+    settings: Settings,
+    web_config: WebConfig | None,
+    store: Store,
+    fleet: Fleet,
+    targets: list[Target],
+) -> None:
     """Run the exporter (and in demo mode the simulator) until SIGTERM or SIGINT."""
     cleanups = []
     if settings.demo:
-        settings, sim_runner = await start_demo_simulator(settings)
+        settings, targets, sim_runner = await start_demo_simulator(settings)
+        fleet.settings = settings
         cleanups.append(sim_runner)
-    store = SnapshotStore(with_logins=settings.username is not None)
-    poller = Poller(settings, store, settings.targets)
+    poller = Poller(settings, store, targets)
+    fleet.poller = poller
     middlewares = (
         [basic_auth_middleware(web_config.users)] if web_config and web_config.users else []
     )
+    watch = settings.config_file is not None and not settings.demo
+    background = [fleet.watch] if watch else []
     app = create_app(
-        store, poller=poller, telemetry_path=settings.telemetry_path, middlewares=middlewares
+        store,
+        poller=poller,
+        telemetry_path=settings.telemetry_path,
+        middlewares=middlewares,
+        reload=fleet.reload if settings.web_enable_lifecycle and not settings.demo else None,
+        reload_status=lambda: _reload_text(fleet),
+        background=background,
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
     host, port = split_listen_address(settings.listen_address)
     ssl_context = web_config.ssl_context if web_config else None
-    site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context, reuse_address=True)
-    await site.start()
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        for sim in cleanups:
+            await sim.cleanup()
+        raise ListenError(
+            f"cannot listen on {settings.listen_address}: {err.strerror or err}"
+        ) from None
     log.info(
         "listening",
         extra={
             "address": settings.listen_address,
             "tls": ssl_context is not None,
-            "targets": len(settings.targets),
+            "targets": len(targets),
+            "shard": settings.shard,
+            "total_shards": settings.total_shards,
             "version": __version__,
         },
     )
@@ -99,6 +163,17 @@ async def serve(settings: Settings, web_config: WebConfig | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def on_sighup() -> None:
+        if settings.demo:
+            log.info("SIGHUP ignored: the demo has no configuration to reload")
+            return
+        task = asyncio.create_task(fleet.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
@@ -106,19 +181,42 @@ async def serve(settings: Settings, web_config: WebConfig | None) -> None:
         await sim_runner.cleanup()
 
 
-async def start_demo_simulator(settings: Settings) -> tuple[Settings, web.AppRunner]:
-    """A multiconnect cluster and a single instance on a loopback port, and settings for them.
+def _reload_text(fleet: Fleet) -> str:
+    status = fleet.status
+    if status.ok:
+        return "loaded" if fleet.settings.config_file or not fleet.settings.demo else "demo"
+    return f"the last reload failed, the previous configuration runs: {status.error}"
 
-    The single instance accepts only login tokens on /v1/support (as some builds do), so the
-    demo shows the API key being tried first and the login taking over.
+
+async def start_demo_simulator(
+    settings: Settings,
+) -> tuple[Settings, list[Target], web.AppRunner]:
+    """A multiconnect cluster and a single instance on a loopback port, with an auth each.
+
+    The cluster takes an API key; the single instance takes only login tokens on /v1/support
+    (as some builds do), so the demo shows the API key being tried first and the login taking
+    over, and a fleet with two credential sets.
     """
     from exporter.simulator import Simulator  # only the demo needs it
 
-    api_key = secrets.token_urlsafe(24)
-    password = secrets.token_urlsafe(16)
-    sim = Simulator(api_key=api_key, username=DEMO_USERNAME, password=password)
-    sim.add_instance("cluster", "multiconnect", masters=2, coreapps=4, shards=4)
-    single = sim.add_instance("single", "single")
+    ignored = [
+        name
+        for name, present in (
+            ("WA_TARGETS/--target", bool(settings.targets)),
+            ("--config.file", settings.config_file is not None),
+        )
+        if present
+    ]
+    if ignored:
+        log.warning("demo: ignoring " + ", ".join(ignored) + "; it polls its own simulator")
+    cluster_key = secrets.token_urlsafe(24)
+    single_key, single_password = secrets.token_urlsafe(24), secrets.token_urlsafe(16)
+    sim = Simulator(api_key=cluster_key, username="unused", password=secrets.token_urlsafe(16))
+    cluster = sim.add_instance("cluster", "multiconnect", masters=2, coreapps=4, shards=4)
+    cluster.schedule_failovers(300)
+    single = sim.add_instance(
+        "single", "single", api_key=single_key, username="demo", password=single_password
+    )
     single.faults.reject_api_key = True
     runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
     await runner.setup()
@@ -126,17 +224,38 @@ async def start_demo_simulator(settings: Settings) -> tuple[Settings, web.AppRun
     await site.start()
     port = runner.addresses[0][1]
     base = f"http://127.0.0.1:{port}"
-    targets = [Target(name=name, url=sim.url(base, name)) for name in ("cluster", "single")]
+    tls = settings.tls()
+    targets = [
+        Target(
+            "cluster", sim.url(base, "cluster"), Credentials(api_key=SecretStr(cluster_key)), tls
+        ),
+        Target(
+            "single",
+            sim.url(base, "single"),
+            Credentials(
+                api_key=SecretStr(single_key), username="demo", password=SecretStr(single_password)
+            ),
+            tls,
+        ),
+    ]
     log.info("demo: simulated WhatsApp Business API started", extra={"url": base})
-    demo = settings.model_copy(
-        update={
-            "targets": targets,
-            "api_key": SecretStr(api_key),
-            "username": DEMO_USERNAME,
-            "password": SecretStr(password),
-        }
-    )
-    return demo, runner
+    print(_demo_config(base), file=sys.stderr)
+    update: dict[str, Any] = {"targets": []}
+    if "listen_address" not in settings.model_fields_set:
+        update["listen_address"] = DEMO_LISTEN_ADDRESS
+    return settings.model_copy(update=update), targets, runner
+
+
+def _demo_config(base: str) -> str:
+    """The demo's fleet as a configuration file would say it (secrets as files, not shown)."""
+    return f"""# demo fleet, as --config.file would describe it:
+# auths:
+#   cluster-key: {{api_key_file: /secrets/cluster/api-key}}
+#   single-login: {{api_key_file: /secrets/single/api-key, username: demo,
+#                   password_file: /secrets/single/password}}
+# targets:
+#   - {{name: cluster, url: {base}/cluster, auth: cluster-key}}
+#   - {{name: single, url: {base}/single, auth: single-login}}"""
 
 
 def _raise_file_limit() -> None:

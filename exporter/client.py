@@ -1,7 +1,9 @@
-"""Talks to one WhatsApp Business API client: auth, the request, a capped read, and what failed.
+"""One attempt on one WhatsApp Business API client: auth, the requests, capped reads, the verdict.
 
-Every failure leaves here as a :class:`PollError` carrying exactly one reason of
-``collector.ERROR_REASONS`` and a detail safe to log (never a credential, never a body).
+Like blackbox_exporter's ``ProbeFn``, an attempt owns everything about itself: one deadline, one
+classification of what failed, and one outcome, an :class:`Answer` or a :class:`PollError`.
+The upstream's behaviour we rely on (auth, token lifetime, shapes) is described in
+``docs/upstream-api.md``.
 """
 
 from __future__ import annotations
@@ -10,19 +12,29 @@ import asyncio
 import base64
 import email.utils
 import logging
+import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TypeVar
 
 import aiohttp
 import orjson
-from pydantic import SecretStr
 
 from exporter import __version__
-from exporter.settings import Settings, Target
-from exporter.support import parse_timestamp
+from exporter.errors import PollError, Reason
+from exporter.settings import Target
+from exporter.support import (
+    Health,
+    InvalidResponse,
+    Support,
+    parse_health,
+    parse_shard_count,
+    parse_support,
+    parse_timestamp,
+)
 
 log = logging.getLogger("exporter.client")
 
@@ -31,177 +43,231 @@ USER_AGENT = f"whatsapp-support-exporter/{__version__}"
 TOKEN_MARGIN = 300.0
 # A token whose expiry is missing or unreadable is used until the upstream answers 401.
 TOKEN_FALLBACK_LIFETIME = 24 * 3600.0
-# Retry-After beyond this is treated as this (a misconfigured upstream must not park us for days).
-MAX_RETRY_AFTER = 3600.0
+# Bodies larger than this are parsed in a worker thread, so a big answer never stalls the loop.
+THREAD_PARSE_BYTES = 64 * 1024
+# What a token or key may hold to be sent in a header (no spaces, no control characters).
+_HEADER_SAFE = re.compile(r"[!-~]+")
 
-
-class PollError(Exception):
-    """A failed poll: one reason, a loggable detail, and how long the upstream asked us to wait."""
-
-    def __init__(self, reason: str, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.retry_after = retry_after
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Credentials:
-    api_key: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
+class Answer:
+    """A successful attempt: the support data, and what the optional endpoints said."""
 
-    @property
-    def can_login(self) -> bool:
-        return self.username is not None and self.password is not None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Credentials:
-        return cls(settings.api_key, settings.username, settings.password)
+    support: Support
+    received_at: float
+    health: Health | None = None
+    shards_configured: int | None = None
+    # per optional endpoint asked: None if it answered well, else why not
+    collectors: tuple[tuple[str, PollError | None], ...] = ()
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
-    """The upstream TLS policy: a CA file, the system store, or (with a warning) no checks."""
-    if not settings.tls_verify:
-        log.warning("TLS certificate verification of the upstream is off")
-        return False
-    cafile = str(settings.tls_ca_file) if settings.tls_ca_file else None
-    return ssl.create_default_context(cafile=cafile)
-
-
-def new_session(settings: Settings) -> aiohttp.ClientSession:
-    """The one keep-alive session every target shares."""
+def new_session(max_connections: int, keepalive: float) -> aiohttp.ClientSession:
+    """The one keep-alive session every target shares (TLS is chosen per request)."""
     connector = aiohttp.TCPConnector(
-        ssl=ssl_context(settings),
-        limit=settings.max_concurrency,
+        limit=max_connections,
         limit_per_host=0,
-        keepalive_timeout=min(settings.poll_interval + 5.0, 75.0),
+        keepalive_timeout=keepalive,
         enable_cleanup_closed=True,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=settings.poll_timeout,
-        sock_connect=settings.poll_timeout,
-        sock_read=settings.poll_timeout,
     )
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=timeout,
+        # the attempt's own deadline is the only timeout (asyncio.timeout in Client.attempt)
+        timeout=aiohttp.ClientTimeout(total=None),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         raise_for_status=False,
         auto_decompress=True,
+        # cookies of one upstream must never be replayed to another on the same host
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date."""
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date; None if unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
+    if value.isascii() and value.isdigit():
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER)
+    return max(when.timestamp() - now, 0.0)
 
 
 def classify(err: BaseException) -> PollError:
-    """An exception raised while talking to the upstream, as a reason and a safe detail."""
+    """An exception raised while talking to the upstream, as one reason and a safe detail."""
     if isinstance(err, PollError):
         return err
     if isinstance(err, TimeoutError):
-        return PollError("timeout", "no answer within the poll timeout")
+        return PollError(Reason.TIMEOUT, "no answer within the poll timeout")
     if isinstance(err, aiohttp.ClientConnectorCertificateError):
-        return PollError("tls", f"certificate not trusted: {err.certificate_error}")
-    if isinstance(err, aiohttp.ClientSSLError | ssl.SSLError) or isinstance(
-        getattr(err, "__cause__", None), ssl.SSLError
-    ):
-        return PollError("tls", f"TLS handshake failed: {_reason_text(err)}")
+        return PollError(Reason.TLS, f"certificate not trusted: {_text(err.certificate_error)}")
+    ssl_cause = err if isinstance(err, ssl.SSLError) else _ssl_cause(err)
+    if isinstance(err, aiohttp.ClientSSLError) or ssl_cause is not None:
+        return PollError(Reason.TLS, f"TLS failed: {_text(ssl_cause or err)}")
     if isinstance(err, aiohttp.ClientConnectorError):
-        return PollError("connect", f"cannot connect: {_reason_text(err.os_error)}")
+        return PollError(Reason.CONNECT, f"cannot connect: {_text(err.os_error)}")
     if isinstance(err, aiohttp.ServerDisconnectedError):
-        return PollError("connect", "the server closed the connection")
+        return PollError(Reason.CONNECT, "the server closed the connection")
     if isinstance(err, aiohttp.ClientPayloadError):
-        return PollError("connect", "the connection broke while reading the body")
+        if isinstance(err.__cause__, aiohttp.ClientConnectionError | OSError):
+            return PollError(Reason.CONNECT, "the connection broke while reading the body")
+        return PollError(Reason.INVALID_RESPONSE, f"malformed body ({_text(err)})")
+    if isinstance(err, aiohttp.ClientResponseError):  # the HTTP parser refused the answer
+        return PollError(Reason.INVALID_RESPONSE, f"malformed HTTP answer ({_text(err)})")
     if isinstance(err, aiohttp.ClientError | OSError):
-        return PollError("connect", f"{err.__class__.__name__}")
+        return PollError(Reason.CONNECT, err.__class__.__name__)
     raise err
 
 
-def _reason_text(err: BaseException) -> str:
-    text = getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err)
-    return str(text).splitlines()[0][:200] if text else err.__class__.__name__
+def _ssl_cause(err: BaseException) -> ssl.SSLError | None:
+    seen = 0
+    cause = err.__cause__ or err.__context__
+    while cause is not None and seen < 5:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
+def _text(err: object) -> str:
+    """The first line of an error's own words, without control characters, at most 200."""
+    text = (
+        getattr(err, "reason", None)
+        or getattr(err, "strerror", None)
+        or getattr(err, "message", None)
+    )
+    text = str(text or err or err.__class__.__name__)
+    first = text.splitlines()[0] if text.strip() else err.__class__.__name__
+    return "".join(c if c.isprintable() else "?" for c in first)[:200]
 
 
 def _status_error(status: int, retry_after: float | None, what: str) -> PollError:
     if status in (401, 403):
-        return PollError("auth", f"{what} answered HTTP {status}")
+        return PollError(Reason.AUTH, f"{what} answered HTTP {status}")
     if status == 429:
-        return PollError("rate_limited", f"{what} answered HTTP 429", retry_after)
+        return PollError(Reason.RATE_LIMITED, f"{what} answered HTTP 429", retry_after)
     if status == 503:
-        return PollError("unavailable", f"{what} answered HTTP 503", retry_after)
-    return PollError("http", f"{what} answered HTTP {status}", retry_after)
+        return PollError(Reason.UNAVAILABLE, f"{what} answered HTTP 503", retry_after)
+    return PollError(Reason.HTTP, f"{what} answered HTTP {status}", retry_after)
 
 
-class SupportClient:
+class Client:
     """One target's conversation with its upstream; remembers which credential works."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         target: Target,
-        credentials: Credentials,
         *,
+        timeout: float,
         max_response_bytes: int,
+        max_series: int | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
         on_login: Callable[[str], None] = lambda result: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
         self.target = target
-        self.credentials = credentials
+        self.credentials = target.credentials
+        self.timeout = timeout
         self.max_response_bytes = max_response_bytes
+        self.max_series = max_series
+        self.ssl = ssl_context
         self.on_login = on_login
         self.clock = clock
-        self.use_token = credentials.api_key is None
+        self.use_token = not self.credentials.has_api_key
+        self._api_key: str | None = None
         self._token: str | None = None
         self._token_renew_at = 0.0
         self._login_lock = asyncio.Lock()
-        self.support_url = f"{target.url}/v1/support"
-        self.login_url = f"{target.url}/v1/users/login"
 
-    async def fetch_support(self) -> bytes:
-        """GET /v1/support and return its body; raise PollError on any failure."""
+    def _url(self, path: str) -> str:
+        return f"{self.target.url}{path}"
+
+    async def attempt(self, *, health: bool = False, shards: bool = False) -> Answer:
+        """GET /v1/support (and the optional endpoints asked for) within one deadline.
+
+        Raises PollError when /v1/support fails; an optional endpoint that fails is reported in
+        ``Answer.collectors`` and never fails the attempt.
+        """
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        body = await self._within(deadline, self._get("/v1/support", retry_auth=True))
+        received_at = self.clock()
+        support = await self._parse(parse_support, body)
+        collectors: list[tuple[str, PollError | None]] = []
+        gateways: Health | None = None
+        shard_count: int | None = None
+        if health:
+            try:
+                body = await self._within(deadline, self._get("/v1/health"))
+                gateways = await self._parse(parse_health, body)
+                collectors.append(("health", None))
+            except PollError as err:
+                collectors.append(("health", err))
+        if shards:
+            try:
+                body = await self._within(deadline, self._get("/v1/account/shards"))
+                shard_count = parse_shard_count(body) if body else None
+                if shard_count is None:
+                    raise PollError(Reason.INVALID_RESPONSE, "empty account response")
+                collectors.append(("shards", None))
+            except InvalidResponse as err:
+                collectors.append(("shards", PollError(Reason.INVALID_RESPONSE, str(err))))
+            except PollError as err:
+                collectors.append(("shards", err))
+        return Answer(support, received_at, gateways, shard_count, tuple(collectors))
+
+    async def _within(self, deadline: float, work: Awaitable[T]) -> T:
+        """Run one request under the attempt's deadline; every failure becomes a PollError."""
         try:
-            return await self._fetch_support()
+            async with asyncio.timeout_at(deadline):
+                return await work
+        except TimeoutError:
+            raise PollError(Reason.TIMEOUT, f"no answer within {self.timeout:g}s") from None
         except PollError:
             raise
-        except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as err:
+        except (aiohttp.ClientError, OSError, ValueError) as err:
             raise classify(err) from None
 
-    async def _fetch_support(self) -> bytes:
-        for attempt in range(2):
+    async def _parse(self, parse: Callable[..., T], body: bytes) -> T:
+        """Parse a body (in a worker thread when large), bounded by the series limit."""
+        try:
+            if len(body) > THREAD_PARSE_BYTES:
+                return await asyncio.to_thread(parse, body, max_series=self.max_series)
+            return parse(body, max_series=self.max_series)
+        except InvalidResponse as err:
+            raise PollError(Reason.INVALID_RESPONSE, str(err)) from None
+
+    async def _get(self, path: str, *, retry_auth: bool = False) -> bytes:
+        for attempt in range(3):
             headers = await self._auth_header()
             # no redirects: one could carry the credential to another host
             async with self.session.get(
-                self.support_url, headers=headers, allow_redirects=False
+                self._url(path), headers=headers, allow_redirects=False, ssl=self.ssl
             ) as resp:
-                if resp.status == 401 and attempt == 0 and self._may_retry_auth():
+                if resp.status == 401 and retry_auth and attempt < 2 and self._after_401():
                     continue
                 if resp.status >= 300:
                     raise _status_error(
                         resp.status,
                         retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
-                        "/v1/support",
+                        path,
                     )
                 return await self._read(resp)
-        raise PollError("auth", "/v1/support answered HTTP 401")  # pragma: no cover
+        raise PollError(Reason.AUTH, f"{path} answered HTTP 401")
 
-    def _may_retry_auth(self) -> bool:
-        """After a 401: switch from the key to a token, or renew the token, once per poll."""
+    def _after_401(self) -> bool:
+        """After a 401: try a rotated key, then switch to a token, or renew the token."""
         if not self.use_token:
+            old, self._api_key = self._api_key, None
+            if self.credentials.api_key_file is not None and self._read_api_key() != old:
+                return True  # the key file was rotated: try the new key first
             if not self.credentials.can_login:
                 return False
             log.info(
@@ -210,15 +276,25 @@ class SupportClient:
             )
             self.use_token = True
             return True
-        if self.credentials.can_login:
+        if self.credentials.can_login and self._token is not None:
             self._token = None
             return True
         return False
 
+    def _read_api_key(self) -> str | None:
+        try:
+            key = self.credentials.read_api_key()
+        except OSError as err:
+            raise PollError(Reason.AUTH, f"cannot read the API key file ({_text(err)})") from None
+        if key is not None and not _HEADER_SAFE.fullmatch(key):
+            raise PollError(Reason.AUTH, "the API key holds characters a header cannot carry")
+        self._api_key = key
+        return key
+
     async def _auth_header(self) -> dict[str, str]:
         if not self.use_token:
-            assert self.credentials.api_key is not None
-            return {"Authorization": f"Apikey {self.credentials.api_key.get_secret_value()}"}
+            key = self._api_key or self._read_api_key()
+            return {"Authorization": f"Apikey {key}"} if key else {}
         if not self.credentials.can_login:
             return {}
         async with self._login_lock:
@@ -228,25 +304,31 @@ class SupportClient:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def _login(self) -> None:
-        """POST /v1/users/login with Basic auth; keep the token until shortly before it expires."""
-        assert self.credentials.username is not None and self.credentials.password is not None
-        pair = f"{self.credentials.username}:{self.credentials.password.get_secret_value()}"
-        basic = {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+        """POST /v1/users/login with Basic auth; keep the token until shortly before it expires.
+
+        The password file is read again for every login, so a rotated Secret heals by itself.
+        Only a rejection (401/403) counts as a failed login; a login that could not reach the
+        upstream fails the poll with its own reason.
+        """
         try:
-            async with self.session.post(
-                self.login_url, headers=basic, allow_redirects=False
-            ) as resp:
-                if resp.status >= 300:
-                    raise _status_error(
-                        resp.status,
-                        retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
-                        "login",
-                    )
-                body = await self._read(resp)
-            token, expires = _token_from(body)
-        except BaseException:
-            self.on_login("failure")
-            raise
+            password = self.credentials.read_password()
+        except OSError as err:
+            raise PollError(Reason.AUTH, f"cannot read the password file ({_text(err)})") from None
+        pair = f"{self.credentials.username}:{password}"
+        basic = {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+        async with self.session.post(
+            self._url("/v1/users/login"), headers=basic, allow_redirects=False, ssl=self.ssl
+        ) as resp:
+            if resp.status >= 300:
+                if resp.status in (401, 403):
+                    self.on_login("failure")
+                raise _status_error(
+                    resp.status,
+                    retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
+                    "login",
+                )
+            body = await self._read(resp)
+        token, expires = _token_from(body)
         self.on_login("success")
         now = self.clock()
         lifetime = TOKEN_FALLBACK_LIFETIME if expires is None else expires - now
@@ -259,14 +341,14 @@ class SupportClient:
         cap = self.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
             raise PollError(
-                "invalid_response", f"body of {resp.content_length} bytes exceeds {cap}"
+                Reason.INVALID_RESPONSE, f"body of {resp.content_length} bytes exceeds {cap}"
             )
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
             size += len(chunk)
             if size > cap:
-                raise PollError("invalid_response", f"body exceeds {cap} bytes")
+                raise PollError(Reason.INVALID_RESPONSE, f"body exceeds {cap} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -278,12 +360,12 @@ def _token_from(body: bytes) -> tuple[str, float | None]:
         user = document["users"][0]
         token = user["token"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-        raise PollError("invalid_response", "login response has no token") from None
-    if not isinstance(token, str) or not token:
-        raise PollError("invalid_response", "login response has no token")
+        raise PollError(Reason.INVALID_RESPONSE, "login response has no token") from None
+    if not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token):
+        raise PollError(Reason.INVALID_RESPONSE, "login response has no usable token")
     expires: float | None
     try:
         expires = parse_timestamp(user.get("expires_after")).timestamp()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         expires = None
     return token, expires

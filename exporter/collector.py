@@ -1,9 +1,11 @@
-"""Snapshots to series: the one place metric names, label names and states live.
+"""Snapshots to series: the one place metric names, label names, states and values live.
 
-A target's series are rendered to exposition text once, when its snapshot changes
-(:func:`render_target`); a scrape only joins the pieces per family (``exposition.py``). The
-samples are the same lines in the Prometheus text format and in OpenMetrics; only the family
-headers differ, so one rendering serves both.
+Each metric family is one :class:`Family` object binding its name, type, help and labels; a
+container family also binds how its samples are taken from a container (as kube-state-metrics'
+``FamilyGenerator`` does). A target's series are rendered to exposition text once, when its
+snapshot changes (:func:`render_target`); a scrape only joins the pieces per family
+(``exposition.py``). The samples are the same lines in the Prometheus text format and in
+OpenMetrics; only the family headers differ, so one rendering serves both.
 
 Series of a single-instance target::
 
@@ -18,142 +20,344 @@ A cluster member adds ``host`` and ``container_id`` after ``target``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from enum import StrEnum
 
 from exporter import __version__
-from exporter.support import ContainerData, utc_seconds
-
-if TYPE_CHECKING:
-    from exporter.store import TargetSnapshot
+from exporter.errors import Reason
+from exporter.snapshot import TargetSnapshot
+from exporter.support import Container, utc_seconds
 
 SOCKET_STATES = ("UP", "DN", "SC", "UP receiving offline", "UNK")
 ROLES = ("primary_master", "secondary_master", "coreapp")
-ERROR_REASONS = (
-    "timeout",
-    "connect",
-    "tls",
-    "auth",
-    "rate_limited",
-    "unavailable",
-    "http",
-    "invalid_response",
-)
+GATEWAY_STATES = ("connected", "connecting", "disconnected", "uninitialized", "unregistered")
+API_STATUSES = ("stable", "experimental", "deprecated")
+ERROR_REASONS = tuple(Reason)
 LOGIN_RESULTS = ("success", "failure")
+COLLECTORS = ("health", "shards")
+
+
+class Kind(StrEnum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+
+
+# label values of one sample, and its value
+Sample = tuple[tuple[str, ...], float]
 
 
 @dataclass(frozen=True)
 class Family:
+    """One metric family: what it is called, what it means, which labels its samples carry."""
+
     name: str
-    type: str  # "gauge" or "counter"
+    kind: Kind
     help: str
-    labels: tuple[str, ...] = ()  # the labels beyond target / host / container_id
+    labels: tuple[str, ...] = ()  # the labels after target (and host, container_id)
+    # how a container family takes its samples from a container (None: a per-target family)
+    samples: Callable[[Container, float | None], Iterable[Sample]] | None = None
 
     def header(self, openmetrics: bool) -> str:
         """HELP and TYPE lines; OpenMetrics names a counter family without ``_total``."""
         name = self.name
-        if openmetrics and self.type == "counter":
+        if openmetrics and self.kind is Kind.COUNTER:
             name = name.removesuffix("_total")
-        return f"# HELP {name} {self.help}\n# TYPE {name} {self.type}\n"
+        return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
+
+    def line(self, base: str, value: float, *values: str) -> str:
+        """One sample line; ``base`` is the target's (and container's) labels, already escaped."""
+        if len(values) != len(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, got {values!r}")
+        extra = "".join(
+            f',{label}="{escape(v)}"' for label, v in zip(self.labels, values, strict=True)
+        )
+        inner = base + extra if base else extra[1:]
+        if not inner:
+            return f"{self.name} {number(value)}\n"
+        return f"{self.name}{{{inner}}} {number(value)}\n"
 
 
-_FAMILIES = (
-    Family(
-        "whatsapp_up", "gauge", "1 if the last poll of the target's /v1/support succeeded, else 0."
-    ),
+def _states(known: tuple[str, ...], current: str) -> Iterator[Sample]:
+    """A state set: one series per documented state (zeros too), plus an undocumented current."""
+    for state in known:
+        yield (state,), 1 if state == current else 0
+    if current not in known:
+        yield (current,), 1
+
+
+def _one(value: float | None) -> Iterator[Sample]:
+    if value is not None:
+        yield (), value
+
+
+def _flag(value: bool | None) -> Iterator[Sample]:
+    if value is not None:
+        yield (), 1 if value else 0
+
+
+def _free_space(c: Container, _: float | None) -> Iterator[Sample]:
+    for directory, free in c.free_space.items():
+        yield (directory,), free
+
+
+def _socket_state(c: Container, _: float | None) -> Iterable[Sample]:
+    return () if c.socket_conn is None else _states(SOCKET_STATES, c.socket_conn)
+
+
+def _socket_connected(c: Container, _: float | None) -> Iterable[Sample]:
+    return _flag(None if c.socket_conn is None else c.socket_conn == "UP")
+
+
+def _expiry(c: Container, _: float | None) -> Iterable[Sample]:
+    return _one(None if c.expire_timestamp is None else utc_seconds(c.expire_timestamp))
+
+
+def _role(c: Container, _: float | None) -> Iterable[Sample]:
+    return () if c.role is None else _states(ROLES, c.role)
+
+
+def _shards_owned(c: Container, _: float | None) -> Iterable[Sample]:
+    return _one(None if c.shards is None else len(c.shards))
+
+
+def _shard_owned(c: Container, _: float | None) -> Iterator[Sample]:
+    for shard in sorted(c.shards or ()):
+        yield (str(shard),), 1
+
+
+def _schema(c: Container, _: float | None) -> Iterator[Sample]:
+    for table, version in (c.schema_ or {}).items():
+        yield (table,), version
+
+
+def _build_info(c: Container, _: float | None) -> Iterator[Sample]:
+    if c.version is not None or c.description is not None:
+        yield (c.version or "", c.description or ""), 1
+
+
+def _container_info(c: Container, _: float | None) -> Iterator[Sample]:
+    values = (c.db_engine, c.os_name, c.os_version, c.lc, c.lg)
+    if any(v is not None for v in values):
+        yield tuple(v or "" for v in values), 1
+
+
+def _clock_skew(c: Container, received_at: float | None) -> Iterable[Sample]:
+    if c.device_iso8601 is None or received_at is None:
+        return ()
+    return _one(utc_seconds(c.device_iso8601) - received_at)
+
+
+GAUGE, COUNTER = Kind.GAUGE, Kind.COUNTER
+
+UP = Family(
+    "whatsapp_up", GAUGE, "1 if the last poll of the target's /v1/support succeeded, else 0."
+)
+_CONTAINER_FAMILIES = (
     Family(
         "whatsapp_free_space_bytes",
-        "gauge",
+        GAUGE,
         "Bytes available in a directory of the WhatsApp client (free_space_<directory>).",
         ("directory",),
+        _free_space,
     ),
     Family(
         "whatsapp_socket_state",
-        "gauge",
+        GAUGE,
         "Connection to the WhatsApp server (socket_conn): 1 for the current state, 0 for others.",
         ("state",),
+        _socket_state,
     ),
-    Family("whatsapp_socket_connected", "gauge", "1 when socket_conn is UP, else 0."),
+    Family(
+        "whatsapp_socket_connected",
+        GAUGE,
+        "1 when socket_conn is UP, else 0.",
+        samples=_socket_connected,
+    ),
     Family(
         "whatsapp_build_expiry_timestamp_seconds",
-        "gauge",
+        GAUGE,
         "When this build of the WhatsApp client expires and stops working (expire_timestamp).",
+        samples=_expiry,
     ),
-    Family("whatsapp_multiconnect_enabled", "gauge", "1 when multi_connect is true, else 0."),
+    Family(
+        "whatsapp_multiconnect_enabled",
+        GAUGE,
+        "1 when multi_connect is true, else 0.",
+        samples=lambda c, _: _flag(c.multi_connect),
+    ),
     Family(
         "whatsapp_role",
-        "gauge",
+        GAUGE,
         "Role of the container in an HA or multiconnect cluster: 1 for the current role.",
         ("role",),
+        _role,
     ),
     Family(
         "whatsapp_shards_owned",
-        "gauge",
+        GAUGE,
         "Number of shard ids the container owns, the control shard -1 included.",
+        samples=_shards_owned,
     ),
-    Family("whatsapp_shard_owned", "gauge", "1 for each shard id the container owns.", ("shard",)),
-    Family("whatsapp_schema_version", "gauge", "Database schema version of a table.", ("table",)),
-    Family("whatsapp_registered", "gauge", "0 when the phone number is unregistered, else 1."),
+    Family(
+        "whatsapp_shard_owned",
+        GAUGE,
+        "1 for each shard id the container owns.",
+        ("shard",),
+        _shard_owned,
+    ),
+    Family(
+        "whatsapp_schema_version",
+        GAUGE,
+        "Database schema version of a table.",
+        ("table",),
+        _schema,
+    ),
+    Family(
+        "whatsapp_registered",
+        GAUGE,
+        "0 when the phone number is unregistered, else 1.",
+        samples=lambda c, _: _flag(c.registered),
+    ),
     Family(
         "whatsapp_build_info",
-        "gauge",
+        GAUGE,
         "Build of the WhatsApp client; value 1.",
         ("version", "description"),
+        _build_info,
     ),
     Family(
         "whatsapp_container_info",
-        "gauge",
+        GAUGE,
         "Platform of the WhatsApp client container; value 1.",
         ("db_engine", "os_name", "os_version", "lc", "lg"),
+        _container_info,
     ),
     Family(
         "whatsapp_clock_skew_seconds",
-        "gauge",
+        GAUGE,
         "device_iso8601 minus the exporter's clock when the response arrived.",
+        samples=_clock_skew,
     ),
-    Family(
-        "whatsapp_exporter_poll_duration_seconds",
-        "gauge",
-        "How long the last poll of the target took. Data is polled on the exporter's own "
-        "schedule, not at scrape time.",
-    ),
-    Family(
-        "whatsapp_exporter_last_success_timestamp_seconds",
-        "gauge",
-        "When the target last answered /v1/support well.",
-    ),
-    Family("whatsapp_exporter_polls_total", "counter", "Polls of the target made."),
-    Family(
-        "whatsapp_exporter_poll_errors_total",
-        "counter",
-        "Failed polls of the target by reason.",
-        ("reason",),
-    ),
-    Family(
-        "whatsapp_exporter_logins_total",
-        "counter",
-        "Logins (POST /v1/users/login) to the target by result.",
-        ("result",),
-    ),
-    Family(
-        "whatsapp_exporter_invalid_fields_total",
-        "counter",
-        "Upstream fields dropped for a wrong type; the rest of the target is still exported.",
-        ("field",),
-    ),
-    Family(
-        "whatsapp_exporter_build_info", "gauge", "Build of this exporter; value 1.", ("version",)
-    ),
+)
+GATEWAY_STATUS = Family(
+    "whatsapp_gateway_status",
+    GAUGE,
+    "Gateway of the container from /v1/health (gateway_status): 1 for the current state.",
+    ("state",),
+)
+SHARDS_CONFIGURED = Family(
+    "whatsapp_shards_configured",
+    GAUGE,
+    "Shards the cluster is configured for (GET /v1/account/shards).",
+)
+API_STATUS = Family(
+    "whatsapp_api_status",
+    GAUGE,
+    "meta.api_status of the /v1/support answer: 1 for the current status.",
+    ("status",),
+)
+TARGET_INFO = Family(
+    "whatsapp_target_info",
+    GAUGE,
+    "Labels given to the target in the configuration file; value 1.",
+)
+POLL_DURATION = Family(
+    "whatsapp_exporter_poll_duration_seconds",
+    GAUGE,
+    "How long the last poll of the target took. Data is polled on the exporter's own "
+    "schedule, not at scrape time.",
+)
+LAST_SUCCESS = Family(
+    "whatsapp_exporter_last_success_timestamp_seconds",
+    GAUGE,
+    "When the target last answered /v1/support well.",
+)
+POLLS = Family("whatsapp_exporter_polls_total", COUNTER, "Polls of the target made.")
+POLL_ERRORS = Family(
+    "whatsapp_exporter_poll_errors_total",
+    COUNTER,
+    "Failed polls of the target by reason.",
+    ("reason",),
+)
+LOGINS = Family(
+    "whatsapp_exporter_logins_total",
+    COUNTER,
+    "Logins (POST /v1/users/login) to the target by result; failure means the upstream rejected "
+    "the credentials.",
+    ("result",),
+)
+INVALID_FIELDS = Family(
+    "whatsapp_exporter_invalid_fields_total",
+    COUNTER,
+    "Upstream fields dropped for a wrong type; the rest of the target is still exported.",
+    ("field",),
+)
+COLLECTOR_SUCCESS = Family(
+    "whatsapp_exporter_collector_success",
+    GAUGE,
+    "1 if the last request of an optional endpoint (health, shards) worked, else 0.",
+    ("collector",),
+)
+COLLECTOR_ERRORS = Family(
+    "whatsapp_exporter_collector_errors_total",
+    COUNTER,
+    "Failed requests of an optional endpoint (health, shards) by reason.",
+    ("collector", "reason"),
+)
+EXPORTER_BUILD_INFO = Family(
+    "whatsapp_exporter_build_info", GAUGE, "Build of this exporter; value 1.", ("version",)
+)
+# Process-wide families, rendered by the fleet and served with the targets' series.
+CONFIG_RELOAD_SUCCESSFUL = Family(
+    "whatsapp_exporter_config_last_reload_successful",
+    GAUGE,
+    "1 if the last load or reload of the configuration worked, else 0.",
+)
+CONFIG_RELOAD_TIMESTAMP = Family(
+    "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
+    GAUGE,
+    "When the configuration was last loaded or reloaded successfully.",
+)
+SHARD_ORDINAL = Family(
+    "whatsapp_exporter_shard_ordinal", GAUGE, "The shard of the fleet this replica polls."
+)
+TOTAL_SHARDS = Family(
+    "whatsapp_exporter_total_shards", GAUGE, "Replicas the fleet is sharded over."
+)
+
+# Exposition order: the order of this table.
+_FAMILIES = (
+    UP,
+    *_CONTAINER_FAMILIES,
+    GATEWAY_STATUS,
+    SHARDS_CONFIGURED,
+    API_STATUS,
+    TARGET_INFO,
+    POLL_DURATION,
+    LAST_SUCCESS,
+    POLLS,
+    POLL_ERRORS,
+    LOGINS,
+    INVALID_FIELDS,
+    COLLECTOR_SUCCESS,
+    COLLECTOR_ERRORS,
+    EXPORTER_BUILD_INFO,
+    CONFIG_RELOAD_SUCCESSFUL,
+    CONFIG_RELOAD_TIMESTAMP,
+    SHARD_ORDINAL,
+    TOTAL_SHARDS,
 )
 
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
 METRIC_NAMES = tuple(FAMILIES)
 
 # Families that exist only while a target has fresh data (everything else is about the poll).
-DATA_FAMILIES = tuple(
-    name
-    for name in METRIC_NAMES
-    if name != "whatsapp_up" and not name.startswith("whatsapp_exporter_")
+DATA_FAMILIES = (
+    *(f.name for f in _CONTAINER_FAMILIES),
+    GATEWAY_STATUS.name,
+    SHARDS_CONFIGURED.name,
+    API_STATUS.name,
 )
 
 
@@ -179,18 +383,6 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
-def _label(name: str, value: str) -> str:
-    """``,name="value"``: one label after the target's (escaped)."""
-    return f',{name}="{escape(value)}"'
-
-
-# Constant label suffixes of the documented states and reasons, built once.
-_STATE_LABELS = {state: _label("state", state) for state in SOCKET_STATES}
-_ROLE_LABELS = {role: _label("role", role) for role in ROLES}
-_REASON_LABELS = tuple((reason, _label("reason", reason)) for reason in ERROR_REASONS)
-_RESULT_LABELS = tuple((result, _label("result", result)) for result in LOGIN_RESULTS)
-
-
 class _Lines:
     """Per-family sample lines of one target, in the order they are rendered."""
 
@@ -199,105 +391,84 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: dict[str, list[str]] = {}
 
-    def add(self, family: str, labels: str, value: float, extra: str = "") -> None:
-        """One sample; ``extra`` is the labels after the target's, each ``,name="value"``."""
-        lines = self.lines.get(family)
+    def add(self, family: Family, base: str, value: float, *values: str) -> None:
+        lines = self.lines.get(family.name)
         if lines is None:
-            lines = self.lines[family] = []
-        lines.append(f"{family}{{{labels}{extra}}} {number(value)}\n")
-
-    def states(
-        self, family: str, labels: str, label: str, known: dict[str, str], current: str
-    ) -> None:
-        """One series per documented state (zeros too), plus an undocumented current one."""
-        lines = self.lines.get(family)
-        if lines is None:
-            lines = self.lines[family] = []
-        head = f"{family}{{{labels}"
-        for state, extra in known.items():
-            lines.append(f"{head}{extra}}} {1 if state == current else 0}\n")
-        if current not in known:
-            lines.append(f"{head}{_label(label, current)}}} 1\n")
+            lines = self.lines[family.name] = []
+        lines.append(family.line(base, value, *values))
 
 
-def render_target(snapshot: TargetSnapshot, *, with_logins: bool) -> dict[str, str]:
+def _container_labels(base: str, host: str | None, container_id: str | None) -> str:
+    if host is None:
+        return base
+    return f'{base},host="{escape(host)}",container_id="{escape(container_id or "")}"'
+
+
+def render_target(snapshot: TargetSnapshot) -> dict[str, str]:
     """All series of one target, as text per family name."""
     out = _Lines()
     base = f'target="{escape(snapshot.name)}"'
-    out.add("whatsapp_up", base, 1 if snapshot.up else 0)
-    if snapshot.support is not None:
-        for container in snapshot.support.containers:
-            _render_container(out, base, container, snapshot.received_at)
+    out.add(UP, base, 1 if snapshot.up else 0)
+    support = snapshot.support
+    if support is not None:
+        for container in support.containers:
+            labels = _container_labels(base, container.host, container.container_id)
+            for family in _CONTAINER_FAMILIES:
+                assert family.samples is not None
+                for values, value in family.samples(container.fields, snapshot.received_at):
+                    out.add(family, labels, value, *values)
+        if support.api_status is not None:
+            for values, value in _states(API_STATUSES, support.api_status):
+                out.add(API_STATUS, base, value, *values)
+        if snapshot.health is not None:
+            for gateway in snapshot.health.gateways:
+                labels = _container_labels(base, gateway.host, gateway.container_id)
+                for values, value in _states(GATEWAY_STATES, gateway.status):
+                    out.add(GATEWAY_STATUS, labels, value, *values)
+        if snapshot.shards_configured is not None:
+            out.add(SHARDS_CONFIGURED, base, snapshot.shards_configured)
+    if snapshot.labels:
+        out.add(TARGET_INFO, _target_info_labels(base, snapshot.labels), 1)
     if snapshot.last_duration is not None:
-        out.add("whatsapp_exporter_poll_duration_seconds", base, snapshot.last_duration)
+        out.add(POLL_DURATION, base, snapshot.last_duration)
     if snapshot.last_success is not None:
-        out.add("whatsapp_exporter_last_success_timestamp_seconds", base, snapshot.last_success)
-    out.add("whatsapp_exporter_polls_total", base, snapshot.polls)
-    errors = snapshot.errors
-    for reason, extra in _REASON_LABELS:
-        out.add("whatsapp_exporter_poll_errors_total", base, errors.get(reason, 0), extra)
-    if with_logins:
-        logins = snapshot.logins
-        for result, extra in _RESULT_LABELS:
-            out.add("whatsapp_exporter_logins_total", base, logins.get(result, 0), extra)
+        out.add(LAST_SUCCESS, base, snapshot.last_success)
+    out.add(POLLS, base, snapshot.polls)
+    for reason in ERROR_REASONS:
+        out.add(POLL_ERRORS, base, snapshot.errors.get(reason, 0), reason)
+    if snapshot.with_logins:
+        for result in LOGIN_RESULTS:
+            out.add(LOGINS, base, snapshot.logins.get(result, 0), result)
     for name, count in sorted(snapshot.invalid_fields.items()):
-        out.add("whatsapp_exporter_invalid_fields_total", base, count, _label("field", name))
+        out.add(INVALID_FIELDS, base, count, name)
+    for collector, state in sorted(snapshot.collectors.items()):
+        out.add(COLLECTOR_SUCCESS, base, 1 if state.success else 0, collector)
+    for collector, state in sorted(snapshot.collectors.items()):
+        for reason in ERROR_REASONS:
+            out.add(COLLECTOR_ERRORS, base, state.errors.get(reason, 0), collector, reason)
     return {family: "".join(lines) for family, lines in out.lines.items()}
 
 
-def _render_container(
-    out: _Lines, base: str, container: ContainerData, received_at: float | None
-) -> None:
-    labels = base
-    if container.host is not None:
-        container_id = escape(container.container_id or "")
-        labels += f',host="{escape(container.host)}",container_id="{container_id}"'
-    c = container.fields
-    for directory, free in c.free_space.items():
-        out.add("whatsapp_free_space_bytes", labels, free, _label("directory", directory))
-    if c.socket_conn is not None:
-        out.states("whatsapp_socket_state", labels, "state", _STATE_LABELS, c.socket_conn)
-        out.add("whatsapp_socket_connected", labels, 1 if c.socket_conn == "UP" else 0)
-    if c.expire_timestamp is not None:
-        out.add("whatsapp_build_expiry_timestamp_seconds", labels, utc_seconds(c.expire_timestamp))
-    if c.multi_connect is not None:
-        out.add("whatsapp_multiconnect_enabled", labels, 1 if c.multi_connect else 0)
-    if c.role is not None:
-        out.states("whatsapp_role", labels, "role", _ROLE_LABELS, c.role)
-    if c.shards is not None:
-        out.add("whatsapp_shards_owned", labels, len(c.shards))
-        for shard in sorted(c.shards):
-            out.add("whatsapp_shard_owned", labels, 1, f',shard="{shard}"')
-    for table, version in (c.schema_ or {}).items():
-        out.add("whatsapp_schema_version", labels, version, _label("table", table))
-    if c.registered is not None:
-        out.add("whatsapp_registered", labels, 1 if c.registered else 0)
-    if c.version is not None or c.description is not None:
-        out.add(
-            "whatsapp_build_info",
-            labels,
-            1,
-            _label("version", c.version or "") + _label("description", c.description or ""),
-        )
-    if any(v is not None for v in (c.db_engine, c.os_name, c.os_version, c.lc, c.lg)):
-        out.add(
-            "whatsapp_container_info",
-            labels,
-            1,
-            _label("db_engine", c.db_engine or "")
-            + _label("os_name", c.os_name or "")
-            + _label("os_version", c.os_version or "")
-            + _label("lc", c.lc or "")
-            + _label("lg", c.lg or ""),
-        )
-    if c.device_iso8601 is not None and received_at is not None:
-        out.add("whatsapp_clock_skew_seconds", labels, utc_seconds(c.device_iso8601) - received_at)
+def _target_info_labels(base: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """The configured labels after ``target`` (names validated by the configuration)."""
+    return base + "".join(f',{name}="{escape(value)}"' for name, value in labels)
 
 
-def exporter_info() -> dict[str, str]:
-    """The exporter's own build series, not tied to a target."""
-    return {
-        "whatsapp_exporter_build_info": (
-            f'whatsapp_exporter_build_info{{version="{escape(__version__)}"}} 1\n'
-        )
-    }
+def exporter_pieces(
+    *,
+    reload_ok: bool | None = None,
+    reload_timestamp: float | None = None,
+    shard: int | None = None,
+    total_shards: int | None = None,
+) -> dict[str, str]:
+    """The exporter's own series, not tied to a target."""
+    out = _Lines()
+    out.add(EXPORTER_BUILD_INFO, "", 1, __version__)
+    if reload_ok is not None:
+        out.add(CONFIG_RELOAD_SUCCESSFUL, "", 1 if reload_ok else 0)
+    if reload_timestamp is not None:
+        out.add(CONFIG_RELOAD_TIMESTAMP, "", reload_timestamp)
+    if shard is not None and total_shards is not None:
+        out.add(SHARD_ORDINAL, "", shard)
+        out.add(TOTAL_SHARDS, "", total_shards)
+    return {family: "".join(lines) for family, lines in out.lines.items()}

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.collector import FAMILIES, METRIC_NAMES
-from exporter.store import SnapshotStore
+from exporter.store import Entry, Store
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -62,12 +62,14 @@ class _Block:
 class Exposition:
     """Builds /metrics bodies from a store without touching anything but memory."""
 
-    def __init__(self, store: SnapshotStore, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, store: Store, registry: CollectorRegistry | None = None) -> None:
         self.store = store
         self.registry = registry if registry is not None else process_registry()
         self._layout = -1
-        self._version = -1
+        self._generation = -1
+        self._seen: dict[str, Entry] = {}  # the entry each target's blocks were joined from
         self._index: dict[str, int] = {}  # target name -> position in the store's order
+        self._names: list[str] = []
         self._blocks: dict[str, list[_Block]] = {}  # per family, in target order
         self._headers = {
             fmt: {name: family.header(fmt).encode() for name, family in FAMILIES.items()}
@@ -76,42 +78,64 @@ class Exposition:
         self._headers_deflated: dict[bool, dict[str, bytes]] = {False: {}, True: {}}
         self._runtime: dict[bool, bytes] = {}  # process metrics per format, see refresh_runtime
         self._runtime_version = 0
-        # (openmetrics, gzip) -> ((store version, runtime version), body)
+        # (openmetrics, gzip) -> ((store generation, runtime version), body)
         self._bodies: dict[tuple[bool, bool], tuple[tuple[int, int], bytes]] = {}
 
     def _refresh(self) -> None:
         """Bring the blocks up to the store: only blocks holding a changed target are redone."""
         store = self.store
-        if store.version == self._version:
+        if store.generation == self._generation:
             return
-        dirty = store.take_dirty()
-        names = list(store.pieces)
-        if store.layout != self._layout or len(names) != len(self._index):
-            self._index = {name: i for i, name in enumerate(names)}
-            self._blocks = {name: self._join_blocks(names, name) for name in METRIC_NAMES}
+        entries = dict(store.entries())
+        if store.layout != self._layout:
+            self._names = list(entries)
+            self._index = {name: i for i, name in enumerate(self._names)}
+            self._seen = entries
+            self._blocks = {name: self._join_blocks(name) for name in METRIC_NAMES}
             self._layout = store.layout
         else:
-            for family, changed in dirty.items():
-                blocks = self._blocks.get(family)
-                if blocks is None:
+            dirty: set[tuple[str, int]] = set()
+            for name, entry in entries.items():
+                old = self._seen[name]
+                if old.generation == entry.generation:
                     continue
-                for b in {self._index[name] // BLOCK_TARGETS for name in changed}:
-                    blocks[b] = self._join_block(names, family, b * BLOCK_TARGETS)
-        self._version = store.version
+                block = self._index[name] // BLOCK_TARGETS
+                for family in old.pieces.keys() | entry.pieces.keys():
+                    if old.pieces.get(family) != entry.pieces.get(family):
+                        dirty.add((family, block))
+                self._seen[name] = entry
+            for family, block in dirty:
+                self._blocks[family][block] = self._join_block(family, block * BLOCK_TARGETS)
+        self._generation = store.generation
 
-    def _join_blocks(self, names: list[str], family: str) -> list[_Block]:
+    def _join_blocks(self, family: str) -> list[_Block]:
         return [
-            self._join_block(names, family, start) for start in range(0, len(names), BLOCK_TARGETS)
+            self._join_block(family, start) for start in range(0, len(self._names), BLOCK_TARGETS)
         ]
 
-    def _join_block(self, names: list[str], family: str, start: int) -> _Block:
-        pieces = self.store.pieces
+    def _join_block(self, family: str, start: int) -> _Block:
+        seen = self._seen
         texts = []
-        for name in names[start : start + BLOCK_TARGETS]:
-            text = pieces[name].get(family)
+        for name in self._names[start : start + BLOCK_TARGETS]:
+            text = seen[name].pieces.get(family)
             if text:
                 texts.append(text)
         return _Block("".join(texts).encode())
+
+    def render_target(self, name: str, *, openmetrics: bool = False) -> bytes | None:
+        """One target's series (``/metrics?target=``) from the same pieces; None if unknown."""
+        entry = self.store.entry(name)
+        if entry is None:
+            return None
+        headers = self._headers[openmetrics]
+        parts = []
+        for family in METRIC_NAMES:
+            text = entry.pieces.get(family)
+            if text:
+                parts += [headers[family], text.encode()]
+        if openmetrics:
+            parts.append(b"# EOF\n")
+        return b"".join(parts)
 
     def _parts(self, openmetrics: bool) -> list[tuple[str | None, _Block | bytes]]:
         parts: list[tuple[str | None, _Block | bytes]] = []
@@ -143,7 +167,7 @@ class Exposition:
         if openmetrics not in self._runtime:
             self._runtime[openmetrics] = b""
             self.refresh_runtime()
-        version = (self.store.version, self._runtime_version)
+        version = (self.store.generation, self._runtime_version)
         cached = self._bodies.get((openmetrics, gzip))
         if cached is not None and cached[0] == version:
             return cached[1]

@@ -1,37 +1,44 @@
-"""The schedule: one task per target, jittered, capped in concurrency, backing off when told to.
+"""The schedule: one task per target on a shared grid, a budget so failing targets cannot starve
+healthy ones, backoff when told to, and a fleet that can be changed while it runs.
 
-Each poll ends as a success or as one error reason, written to the snapshot store. A target's
-data is withdrawn by a timer once its last success is older than the stale-after age, so stale
-numbers never pass for fresh ones even while polls are backing off.
+Each poll ends as a success or as one error reason, written to the store as a new snapshot. A
+target's data is withdrawn by a timer once its last success is older than the stale-after age,
+so stale numbers never pass for fresh ones even while polls are backing off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import aiohttp
 
-from exporter.client import Credentials, PollError, SupportClient, new_session
-from exporter.settings import Settings, Target
-from exporter.store import SnapshotStore, TargetSnapshot
-from exporter.support import InvalidResponse, parse_support
+from exporter.client import Answer, Client, new_session
+from exporter.collector import COLLECTORS
+from exporter.errors import BACKOFF_REASONS, PollError, Reason
+from exporter.settings import Settings, Target, TLSOptions
+from exporter.snapshot import CollectorState, TargetSnapshot, bumped
+from exporter.store import Store
 
 log = logging.getLogger("exporter.poller")
-
-# Reasons that say "slow down": the next poll waits longer each time, up to max_backoff.
-BACKOFF_REASONS = frozenset({"rate_limited", "unavailable", "timeout", "connect", "auth"})
-
 
 # Polls start on a shared grid of this many seconds (or an eighth of the interval if shorter):
 # the polls of a fleet that fall due together then share one wake-up of the process, and their
 # answers mostly one turn of the event loop. On a virtual machine a wake-up from idle costs more
 # CPU than a poll's own work (see docs/benchmarks.md).
 POLL_TICK = 0.25
+# A poll holds a slot of the shared budget at most this long; a slower one goes on outside it
+# (still bounded by its own deadline), so hanging upstreams cannot hold the slots of healthy ones.
+SLOT_HOLD_SECONDS = 1.0
+# /v1/account/shards is asked on the first poll and then every this many polls.
+SHARDS_EVERY = 10
 
 
 def tick_for(interval: float) -> float:
@@ -43,33 +50,77 @@ def on_tick(now: float, delay: float, tick: float) -> float:
     return math.ceil((now + delay) / tick) * tick - now
 
 
+class Budget:
+    """Polls in flight: healthy targets share ``size`` slots; failing ones a quarter of them."""
+
+    def __init__(self, size: int) -> None:
+        self.healthy = asyncio.Semaphore(size)
+        self.failing = asyncio.Semaphore(max(1, size // 4))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, failing: bool) -> AsyncIterator[None]:
+        async with self.failing if failing else self.healthy:
+            yield
+
+
+def ssl_for(options: TLSOptions) -> ssl.SSLContext | bool:
+    """The TLS policy of a target: its CA file, the system store, or no verification."""
+    if not options.verify:
+        return False
+    return ssl.create_default_context(cafile=str(options.ca_file) if options.ca_file else None)
+
+
 class TargetPoller:
-    """Polls one target forever; all its state lives in its snapshot."""
+    """Polls one target until stopped; its state is its current snapshot in the store."""
 
     def __init__(
         self,
-        client: SupportClient,
-        store: SnapshotStore,
+        target: Target,
+        session: aiohttp.ClientSession,
+        store: Store,
         settings: Settings,
-        semaphore: asyncio.Semaphore,
+        budget: Budget,
         *,
+        ssl_context: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        self.client = client
+        self.target = target
         self.store = store
         self.settings = settings
-        self.semaphore = semaphore
+        self.budget = budget
         self.clock = clock
         self.rng = rng or random.Random()
-        self.snapshot = TargetSnapshot(name=client.target.name, url=client.target.url)
+        self.client = Client(
+            session,
+            target,
+            timeout=settings.poll_timeout,
+            max_response_bytes=settings.max_response_bytes,
+            max_series=settings.max_series,
+            ssl_context=ssl_context,
+            on_login=self._count_login,
+            clock=clock,
+        )
+        self.snapshot = TargetSnapshot(
+            name=target.name,
+            url=target.url,
+            labels=target.labels,
+            with_logins=target.credentials.can_login,
+        )
         self.failures = 0
         self._stale_timer: asyncio.TimerHandle | None = None
-        client.on_login = self._count_login
-        store.publish(self.snapshot)
+        self.task: asyncio.Task[None] | None = None
+        self._publish(self.snapshot)
+
+    def _publish(self, snapshot: TargetSnapshot) -> None:
+        self.snapshot = snapshot
+        self.store.update(snapshot)
 
     def _count_login(self, result: str) -> None:
-        self.snapshot.logins[result] += 1
+        self.snapshot = replace(self.snapshot, logins=bumped(self.snapshot.logins, result))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"poll {self.target.name}")
 
     async def run(self) -> None:
         """Poll until cancelled: first soon after start, then every interval (or backoff)."""
@@ -79,61 +130,109 @@ class TargetPoller:
         await asyncio.sleep(on_tick(loop.time(), first, tick))
         while True:
             started = loop.time()
-            try:
-                delay = await self.poll_once()
-            except Exception:
-                # a bug must cost one poll, not the target's task for the rest of the process
-                log.exception("poll crashed", extra={"target": self.snapshot.name})
-                delay = self.settings.poll_interval
+            delay = await self.poll_once()
             await asyncio.sleep(
                 on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick)
             )
 
     async def poll_once(self) -> float:
         """One poll; returns the seconds until the next one should start."""
-        async with self.semaphore:
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.settings.poll_timeout):
-                    body = await self.client.fetch_support()
-                received_at = self.clock()
-                support = parse_support(body)
-            except PollError as err:
-                return self._failed(err, time.monotonic() - started)
-            except InvalidResponse as err:
-                return self._failed(
-                    PollError("invalid_response", str(err)), time.monotonic() - started
-                )
-            except TimeoutError:
-                error = PollError("timeout", f"no answer within {self.settings.poll_timeout:g}s")
-                return self._failed(error, time.monotonic() - started)
-            except aiohttp.ClientError as err:  # anything the client did not classify
-                return self._failed(
-                    PollError("connect", err.__class__.__name__), time.monotonic() - started
-                )
+        started = time.monotonic()
+        wants_shards = (
+            self.settings.collector_shards
+            and self._multiconnect()
+            and self.snapshot.polls % SHARDS_EVERY == 0
+        )
+        try:
+            answer = await self._attempt(wants_shards)
+        except PollError as err:
+            return self._failed(err, time.monotonic() - started)
+        except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
+            log.exception("poll crashed", extra={"target": self.target.name})
+            error = PollError(
+                Reason.INVALID_RESPONSE, f"could not be processed ({type(err).__name__})"
+            )
+            return self._failed(error, time.monotonic() - started)
+        return self._succeeded(answer, time.monotonic() - started)
+
+    async def _attempt(self, wants_shards: bool) -> Answer:
+        """The client's attempt, holding a budget slot at most SLOT_HOLD_SECONDS."""
+        attempt = asyncio.ensure_future(
+            self.client.attempt(health=self.settings.collector_health, shards=wants_shards)
+        )
+        try:
+            async with self.budget.slot(failing=not self.snapshot.up and self.snapshot.polls > 0):
+                await asyncio.wait({attempt}, timeout=SLOT_HOLD_SECONDS)
+            return await attempt
+        finally:
+            attempt.cancel()
+
+    def _multiconnect(self) -> bool:
+        support = self.snapshot.support
+        return support is not None and any(c.fields.multi_connect for c in support.containers)
+
+    def _succeeded(self, answer: Answer, duration: float) -> float:
         snap = self.snapshot
         if not snap.up:
             log.info("target is up", extra={"target": snap.name})
-        snap.polls += 1
-        snap.up = True
-        snap.support = support
-        snap.received_at = received_at
-        snap.last_success = received_at
-        snap.last_duration = time.monotonic() - started
-        snap.last_error = None
-        snap.last_error_detail = ""
-        snap.invalid_fields.update(support.invalid_fields)
-        if support.invalid_fields:
+        invalid = snap.invalid_fields
+        for name in answer.support.invalid_fields:
+            invalid = bumped(invalid, name)
+        if answer.support.invalid_fields:
             log.debug(
                 "dropped upstream fields of the wrong type",
                 extra={
                     "target": snap.name,
-                    "fields": ",".join(sorted(set(support.invalid_fields))),
+                    "fields": ",".join(sorted(set(answer.support.invalid_fields))),
                 },
             )
+        collectors = dict(snap.collectors)
+        health, shards = snap.health, snap.shards_configured
+        asked = dict(answer.collectors)
+        if "health" in asked:
+            health = answer.health
+        elif not self.settings.collector_health:
+            health = None
+        if "shards" in asked:
+            shards = answer.shards_configured
+        for name in COLLECTORS:
+            if name not in asked:
+                continue
+            error = asked[name]
+            state = collectors.get(name, CollectorState())
+            if error is None:
+                collectors[name] = replace(state, success=True)
+            else:
+                if state.success or name not in snap.collectors:
+                    log.info(
+                        "optional endpoint failed",
+                        extra={
+                            "target": snap.name,
+                            "collector": name,
+                            "reason": error.reason,
+                            "detail": error.detail,
+                        },
+                    )
+                collectors[name] = CollectorState(False, bumped(state.errors, error.reason))
         self.failures = 0
         self._arm_stale_timer()
-        self.store.publish(snap)
+        self._publish(
+            replace(
+                snap,
+                polls=snap.polls + 1,
+                up=True,
+                support=answer.support,
+                health=health,
+                shards_configured=shards,
+                received_at=answer.received_at,
+                last_success=answer.received_at,
+                last_duration=duration,
+                last_error=None,
+                last_error_detail="",
+                invalid_fields=invalid,
+                collectors=collectors,
+            )
+        )
         return self._jittered(self.settings.poll_interval)
 
     def _failed(self, err: PollError, duration: float) -> float:
@@ -143,26 +242,32 @@ class TargetPoller:
                 "target poll failed",
                 extra={"target": snap.name, "reason": err.reason, "detail": err.detail},
             )
-        snap.polls += 1
-        snap.up = False
-        snap.last_duration = duration
-        snap.errors[err.reason] += 1
-        snap.last_error = err.reason
-        snap.last_error_detail = err.detail
-        self.store.publish(snap)
+        self._publish(
+            replace(
+                snap,
+                polls=snap.polls + 1,
+                up=False,
+                last_duration=duration,
+                errors=bumped(snap.errors, err.reason),
+                last_error=err.reason,
+                last_error_detail=err.detail,
+            )
+        )
         return self._next_delay(err)
 
     def _next_delay(self, err: PollError) -> float:
+        """Back off when the reason says so; never past max-backoff, whatever Retry-After says."""
         interval = self.settings.poll_interval
         if err.reason not in BACKOFF_REASONS:
             self.failures = 0
             return self._jittered(interval)
         self.failures += 1
-        delay = min(interval * 2 ** (self.failures - 1), max(self.settings.max_backoff, interval))
+        longest = max(self.settings.max_backoff, interval)
+        delay = min(interval * 2 ** min(self.failures - 1, 32), longest)
         delay = self.rng.uniform(delay / 2, delay) if self.failures > 1 else delay
         if err.retry_after is not None:
             delay = max(delay, err.retry_after)
-        return delay
+        return min(delay, longest)
 
     def _jittered(self, interval: float) -> float:
         """Spread targets over the interval so a fleet does not poll in lockstep."""
@@ -179,46 +284,76 @@ class TargetPoller:
         self._stale_timer = None
         if self.snapshot.support is not None:
             log.info("data is stale, withdrawn", extra={"target": self.snapshot.name})
-            self.snapshot.support = None
-            self.store.publish(self.snapshot)
+            self._publish(replace(self.snapshot, support=None, health=None, shards_configured=None))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._stale_timer is not None:
             self._stale_timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 class Poller:
-    """All targets: one shared session, one concurrency cap, one task per target."""
+    """The fleet: one shared session, one budget, one poller per target; changed by ``apply``."""
 
-    def __init__(self, settings: Settings, store: SnapshotStore, targets: list[Target]) -> None:
+    def __init__(self, settings: Settings, store: Store, targets: list[Target]) -> None:
         self.settings = settings
         self.store = store
         self.targets = targets
         self.session: aiohttp.ClientSession | None = None
-        self.pollers: list[TargetPoller] = []
-        self.tasks: list[asyncio.Task[None]] = []
+        self.budget: Budget | None = None
+        self.pollers: dict[str, TargetPoller] = {}
+        self._ssl: dict[TLSOptions, ssl.SSLContext | bool] = {}
 
     async def start(self) -> None:
-        self.session = new_session(self.settings)
-        semaphore = asyncio.Semaphore(self.settings.max_concurrency)
-        credentials = Credentials.from_settings(self.settings)
-        for target in self.targets:
-            client = SupportClient(
-                self.session,
+        interval = self.settings.poll_interval
+        self.session = new_session(self.settings.max_concurrency * 4, min(interval + 5.0, 75.0))
+        self.budget = Budget(self.settings.max_concurrency)
+        await self.apply(self.targets)
+
+    def _ssl_for(self, options: TLSOptions) -> ssl.SSLContext | bool:
+        context = self._ssl.get(options)
+        if context is None:
+            if not options.verify:
+                log.warning("TLS certificate verification of an upstream is off")
+            context = self._ssl[options] = ssl_for(options)
+        return context
+
+    async def apply(self, targets: list[Target]) -> tuple[int, int, int]:
+        """Make the fleet these targets: unchanged ones keep their poller (counters, token,
+        connection); changed ones restart; removed ones stop and their series go; new ones start.
+        Returns (added, changed, removed)."""
+        assert self.session is not None and self.budget is not None
+        wanted = {t.name: t for t in targets}
+        removed = [name for name in self.pollers if name not in wanted]
+        changed = [
+            n for n, t in wanted.items() if n in self.pollers and self.pollers[n].target != t
+        ]
+        for name in removed + changed:
+            await self.pollers.pop(name).stop()
+            self.store.delete(name)
+        added = 0
+        for name, target in wanted.items():
+            if name in self.pollers:
+                continue
+            added += name not in changed
+            poller = TargetPoller(
                 target,
-                credentials,
-                max_response_bytes=self.settings.max_response_bytes,
+                self.session,
+                self.store,
+                self.settings,
+                self.budget,
+                ssl_context=self._ssl_for(target.tls),
             )
-            poller = TargetPoller(client, self.store, self.settings, semaphore)
-            self.pollers.append(poller)
-            self.tasks.append(asyncio.create_task(poller.run(), name=f"poll {target.name}"))
+            self.pollers[name] = poller
+            poller.start()
+        self.targets = targets
+        return added, len(changed), len(removed)
 
     async def stop(self) -> None:
         """Cancel polls in flight and close the session."""
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for poller in self.pollers:
-            poller.stop()
+        await asyncio.gather(*(p.stop() for p in self.pollers.values()), return_exceptions=True)
         if self.session is not None:
             await self.session.close()

@@ -11,6 +11,8 @@ What is kept is what gets exported. The phone number in ``debug_info`` is reduce
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -68,7 +70,7 @@ def _shard_ids(value: Any) -> frozenset[int]:
 
 def _free_space(value: Any) -> Any:
     # bool is an int in Python, never a byte count
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
         raise ValueError("not a byte count")
     return float(value)
 
@@ -101,30 +103,22 @@ class Container(BaseModel):
     registered: bool | None = None
 
 
-# The upstream's own names, for counting a dropped field under the name the operator knows.
-_KNOWN_KEYS = frozenset(
-    {
-        "context",
-        "db_engine",
-        "db_info",
-        "debug_info",
-        "description",
-        "device_iso8601",
-        "e2e",
-        "env",
-        "expire_timestamp",
-        "lc",
-        "lg",
-        "multi_connect",
-        "os_name",
-        "os_version",
-        "schema",
-        "socket_conn",
-        "version",
-        "role",
-        "shards",
-    }
-)
+# Documented fields we never read: they only tell a support document from a cluster's keys.
+# ``env`` may hold secrets; ``debug_info`` holds the phone number and is reduced to ``registered``.
+_UNREAD_KEYS = frozenset({"context", "db_info", "e2e", "env"})
+# The model's fields under the upstream's names (derived, so a new field is never dropped unseen).
+_MODEL_KEYS = frozenset((info.alias or name) for name, info in Container.model_fields.items()) - {
+    "free_space",
+    "registered",
+}
+_KNOWN_KEYS = _MODEL_KEYS | _UNREAD_KEYS | {"debug_info"}
+# The ``field`` label of a dropped ``free_space_<x>``: one value, whatever <x> the upstream sends.
+FREE_SPACE_FIELD = "free_space"
+# A cluster entry that is not an object, or whose key repeats another's host and container id.
+CONTAINER_FIELD = "container"
+# Series one container can give beyond its free_space, schema and shard entries (an upper bound:
+# state sets, one undocumented state each, the info and single-value families, the health state).
+SERIES_PER_CONTAINER = 40
 
 
 @dataclass(frozen=True)
@@ -143,32 +137,144 @@ class Support:
     containers: tuple[ContainerData, ...]
     clustered: bool
     invalid_fields: tuple[str, ...] = field(default=())
+    api_status: str | None = None  # meta.api_status of the answer: stable, experimental, deprecated
 
 
-def parse_support(body: bytes) -> Support:
-    """Parse a response body; raise InvalidResponse when it is not a support document."""
+def load_json(body: bytes) -> Any:
+    """Decode a body; a number too large for a double (``1e400``) becomes infinity, not a failure.
+
+    orjson refuses such numbers outright, which would cost every field of the answer for one we
+    may not even read; the standard parser reads them as ``inf``, and a field we export then
+    fails its own validation (every value we export must be finite).
+    """
     try:
-        document = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        raise InvalidResponse(f"body is not JSON ({str(err).split(':')[0]})") from None
+        first_error = str(err).split(":")[0]
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidResponse(f"body is not JSON ({first_error})") from None
+
+
+def _meta_status(document: dict[str, Any]) -> str | None:
+    meta = document.get("meta")
+    status = meta.get("api_status") if isinstance(meta, dict) else None
+    return status if isinstance(status, str) and status else None
+
+
+def parse_support(body: bytes, *, max_series: int | None = None) -> Support:
+    """Parse a response body; raise InvalidResponse when it is not a support document.
+
+    With ``max_series``, an answer that could export more series than that is refused before
+    any container is validated: its cost is bounded by the limit, not by what the upstream sent.
+    """
+    document = load_json(body)
     if not isinstance(document, dict) or not isinstance(document.get("support"), dict):
         raise InvalidResponse("no support object in the response")
     support: dict[str, Any] = document["support"]
+    api_status = _meta_status(document)
     invalid: list[str] = []
-    if _is_clustered(support):
-        containers = []
-        for key, entry in support.items():
-            if not isinstance(entry, dict):
-                invalid.append("container")
-                continue
-            host, _, container_id = key.rpartition(":")
-            if not host:
-                host, container_id = key, ""
-            containers.append(ContainerData(host, container_id, _container(entry, invalid)))
-        return Support(tuple(containers), True, tuple(invalid))
-    return Support(
-        (ContainerData(None, None, _container(support, invalid)),), False, tuple(invalid)
-    )
+    clustered = _is_clustered(support)
+    entries = list(support.values()) if clustered else [support]
+    if max_series is not None:
+        estimate = _series_bound(entries)
+        if estimate > max_series:
+            raise InvalidResponse(
+                f"the answer would export up to {estimate} series, more than the limit of"
+                f" {max_series} (--poll.max-series)"
+            )
+    if not clustered:
+        container = ContainerData(None, None, _container(support, invalid))
+        return Support((container,), False, tuple(invalid), api_status)
+    containers = []
+    seen: set[tuple[str, str]] = set()
+    for key, entry in support.items():
+        host, container_id = split_container_key(key)
+        if not isinstance(entry, dict) or (host, container_id) in seen:
+            invalid.append(CONTAINER_FIELD)
+            continue
+        seen.add((host, container_id))
+        containers.append(ContainerData(host, container_id, _container(entry, invalid)))
+    return Support(tuple(containers), True, tuple(invalid), api_status)
+
+
+def split_container_key(key: str) -> tuple[str, str]:
+    """``"host:container-id"`` split at the last colon; a key without one is all host."""
+    host, _, container_id = key.rpartition(":")
+    if not host:
+        return key, ""
+    return host, container_id
+
+
+def _series_bound(entries: list[Any]) -> int:
+    """An upper bound of the series the entries can export, computed without expanding them."""
+    total = 0
+    for entry in entries:
+        total += SERIES_PER_CONTAINER
+        if not isinstance(entry, dict):
+            continue
+        total += len(entry)
+        schema = entry.get("schema")
+        if isinstance(schema, dict):
+            total += len(schema)
+        shards = entry.get("shards")
+        if isinstance(shards, list):
+            for pair in shards:
+                if isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair):
+                    total += max(pair[1] - pair[0] + 1, 0)
+    return total
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """One container's ``gateway_status`` from ``/v1/health``."""
+
+    host: str | None
+    container_id: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """A parsed ``/v1/health`` answer."""
+
+    gateways: tuple[Gateway, ...]
+
+
+def parse_health(body: bytes, *, max_series: int | None = None) -> Health:
+    """``{"health": {"gateway_status": ...}}``, or keyed by ``host:container-id`` in a cluster."""
+    document = load_json(body)
+    health = document.get("health") if isinstance(document, dict) else None
+    if not isinstance(health, dict):
+        raise InvalidResponse("no health object in the response")
+    if isinstance(health.get("gateway_status"), str):
+        return Health((Gateway(None, None, health["gateway_status"]),))
+    if max_series is not None and len(health) * SERIES_PER_CONTAINER > max_series:
+        raise InvalidResponse(f"health lists {len(health)} containers, too many")
+    gateways = []
+    seen: set[tuple[str, str]] = set()
+    for key, entry in health.items():
+        host, container_id = split_container_key(key)
+        status = entry.get("gateway_status") if isinstance(entry, dict) else None
+        if isinstance(status, str) and status and (host, container_id) not in seen:
+            seen.add((host, container_id))
+            gateways.append(Gateway(host, container_id, status))
+    if not gateways:
+        raise InvalidResponse("no gateway_status in the health response")
+    return Health(tuple(gateways))
+
+
+def parse_shard_count(body: bytes) -> int:
+    """``{"account": {"shards": N}}`` (or a list of such objects): the configured shard count."""
+    document = load_json(body)
+    account = document.get("account") if isinstance(document, dict) else None
+    if isinstance(account, list):
+        account = account[0] if account else None
+    count = account.get("shards") if isinstance(account, dict) else None
+    if type(count) is not int or not 1 <= count <= MAX_SHARDS:
+        raise InvalidResponse("no shard count in the account response")
+    return count
 
 
 def _is_clustered(support: dict[str, Any]) -> bool:
@@ -183,14 +289,14 @@ def _container(raw: dict[str, Any], invalid: list[str]) -> Container:
     data: dict[str, Any] = {}
     free_space: dict[str, Any] = {}
     for key, value in raw.items():
-        if key.startswith(FREE_SPACE_PREFIX):
+        if key.startswith(FREE_SPACE_PREFIX) and len(key) > len(FREE_SPACE_PREFIX):
             free_space[key.removeprefix(FREE_SPACE_PREFIX)] = value
         elif key == "debug_info":
             if isinstance(value, str):
                 data["registered"] = value.strip().lower() != "unregistered"
             else:
                 invalid.append(key)
-        elif key in _KNOWN_KEYS and key not in ("env", "e2e", "db_info", "context"):
+        elif key in _MODEL_KEYS:
             data[key] = value
     if free_space:
         data["free_space"] = free_space
@@ -202,7 +308,7 @@ def _container(raw: dict[str, Any], invalid: list[str]) -> Container:
                 loc = error["loc"]
                 if loc and loc[0] == "free_space" and len(loc) > 1:
                     free_space.pop(str(loc[1]), None)
-                    invalid.append(FREE_SPACE_PREFIX + str(loc[1]))
+                    invalid.append(FREE_SPACE_FIELD)
                 elif loc:
                     data.pop(str(loc[0]), None)
                     invalid.append(str(loc[0]))

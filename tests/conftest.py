@@ -17,12 +17,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from exporter.client import Credentials, SupportClient, new_session
+from exporter.client import new_session
+from exporter.collector import render_target
 from exporter.exposition import Exposition
-from exporter.poller import TargetPoller
-from exporter.settings import Settings, Target
+from exporter.poller import Budget, TargetPoller
+from exporter.settings import Credentials, Settings, Target
 from exporter.simulator import Simulator
-from exporter.store import SnapshotStore
+from exporter.snapshot import TargetSnapshot
+from exporter.store import Store
 
 API_KEY = "test-api-key-0123456789"
 USERNAME = "monitor"
@@ -77,30 +79,24 @@ class Harness:
         session: aiohttp.ClientSession,
         settings: Settings,
         target: Target,
-        credentials: Credentials,
         clock: Callable[[], float],
     ) -> None:
         self.settings = settings
-        self.store = SnapshotStore(with_logins=credentials.can_login)
+        self.store = Store(render_target)
         self.exposition = Exposition(self.store)
-        self.client = SupportClient(
-            session,
-            target,
-            credentials,
-            max_response_bytes=settings.max_response_bytes,
-            clock=clock,
-        )
         self.poller = TargetPoller(
-            self.client,
+            target,
+            session,
             self.store,
             settings,
-            asyncio.Semaphore(settings.max_concurrency),
+            Budget(settings.max_concurrency),
             clock=clock,
             rng=random.Random(1),
         )
+        self.client = self.poller.client
 
     @property
-    def snapshot(self) -> Any:
+    def snapshot(self) -> TargetSnapshot:
         return self.poller.snapshot
 
     async def poll(self) -> float:
@@ -128,21 +124,23 @@ async def harness(sim_base: str) -> AsyncIterator[Callable[..., Harness]]:
         **overrides: Any,
     ) -> Harness:
         settings = make_settings(**overrides)
-        session = new_session(settings)
+        session = new_session(settings.max_concurrency, 5.0)
         sessions.append(session)
         credentials = Credentials(
-            SecretStr(api_key) if api_key else None,
-            username,
-            SecretStr(password) if password else None,
+            api_key=SecretStr(api_key) if api_key else None,
+            username=username,
+            password=SecretStr(password) if password else None,
         )
-        target = Target(name=instance, url=url or f"{sim_base}/{instance}")
-        h = Harness(session, settings, target, credentials, clock or _wall_clock)
+        target = Target(
+            name=instance, url=url or f"{sim_base}/{instance}", credentials=credentials
+        )
+        h = Harness(session, settings, target, clock or _wall_clock)
         pollers.append(h.poller)
         return h
 
     yield make
     for poller in pollers:
-        poller.stop()
+        await poller.stop()
     for session in sessions:
         await session.close()
 
@@ -165,13 +163,14 @@ async def wait_for(predicate: Callable[[], bool], within: float = 3.0) -> None:
 
 def exporter_app_factory(
     settings: Settings,
-) -> tuple[web.Application, SnapshotStore]:
+) -> tuple[web.Application, Store]:
     """The full web application with its poller, as ``__main__`` builds it."""
+    from exporter.config import load_targets
     from exporter.poller import Poller
     from exporter.web import create_app
 
-    store = SnapshotStore(with_logins=settings.username is not None)
-    poller = Poller(settings, store, settings.targets)
+    store = Store(render_target)
+    poller = Poller(settings, store, load_targets(settings))
     return create_app(store, poller=poller, telemetry_path=settings.telemetry_path), store
 
 

@@ -7,20 +7,21 @@ import gc
 import random
 import re
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from exporter.client import Credentials, SupportClient
+from exporter.collector import render_target
 from exporter.exposition import Exposition
-from exporter.poller import TargetPoller
-from exporter.settings import Target
+from exporter.poller import Budget, TargetPoller
+from exporter.settings import Credentials, Target
 from exporter.simulator import Simulator
-from exporter.store import SnapshotStore
-from tests.conftest import API_KEY, make_settings
+from exporter.store import Store
+
+from .conftest import API_KEY, Harness, make_settings
 
 CYCLES = 150
 
@@ -59,29 +60,29 @@ async def fast_sim() -> AsyncIterator[tuple[Simulator, str]]:
 
 
 async def test_churning_containers_and_targets_leave_nothing_behind(
-    fast_sim: tuple[Simulator, str], harness: Any
+    fast_sim: tuple[Simulator, str], harness: Callable[..., Harness]
 ) -> None:
     sim, sim_base = fast_sim
     rng = random.Random(7)
     settings = make_settings()
-    store = SnapshotStore()
+    store = Store(render_target)
     exposition = Exposition(store)
     session = harness("unused").client.session  # a session the fixture closes
-    semaphore = asyncio.Semaphore(4)
-    credentials = Credentials(SecretStr(API_KEY))
+    budget = Budget(4)
+    credentials = Credentials(api_key=SecretStr(API_KEY))
     live: dict[str, TargetPoller] = {}
 
     def add_target(name: str) -> None:
         inst = sim.instances.get(name) or sim.add_instance(name, "multiconnect")
         inst.payload = cluster(rng, 0)
-        client = SupportClient(
-            session, Target(name, f"{sim_base}/{name}"), credentials, max_response_bytes=2**20
+        target = Target(name, f"{sim_base}/{name}", credentials)
+        live[name] = TargetPoller(
+            target, session, store, settings, budget, rng=random.Random(1)
         )
-        live[name] = TargetPoller(client, store, settings, semaphore, rng=random.Random(1))
 
     def remove_target(name: str) -> None:
-        live.pop(name).stop()
-        store.remove(name)
+        live.pop(name)
+        store.delete(name)
 
     for i in range(4):
         add_target(f"t{i}")

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.collector import exporter_pieces, render_target
 from exporter.exposition import Exposition
-from exporter.store import SnapshotStore, TargetSnapshot
+from exporter.snapshot import TargetSnapshot
+from exporter.store import Store
 from exporter.support import parse_support
 
 HERE = Path(__file__).parent
@@ -24,24 +26,39 @@ GOLDEN_OM = HERE / "golden" / "exposition.openmetrics"
 RECEIVED_AT = 1_795_262_400.0  # 2026-11-21T12:00:00Z
 
 
-def golden_store() -> SnapshotStore:
+def golden_store() -> Store:
     """Three targets polled once each from the payload files, plus one that is down."""
-    store = SnapshotStore(with_logins=True)
+    store = Store(render_target)
+    store.set_exporter_pieces(exporter_pieces())
     for name in ("single", "ha", "multiconnect"):
         support = parse_support((HERE / "payloads" / f"{name}.json").read_bytes())
-        snap = TargetSnapshot(name=name, url=f"https://{name}.example:9090")
-        snap.up = True
-        snap.support = support
-        snap.received_at = snap.last_success = RECEIVED_AT
-        snap.last_duration = 0.25
-        snap.polls = 3
-        snap.errors["timeout"] = 2
-        snap.logins["success"] = 1
-        snap.invalid_fields.update(support.invalid_fields)
-        store.publish(snap)
-    down = TargetSnapshot(name="down", url="https://down.example:9090", polls=4, last_duration=10.0)
-    down.errors["connect"] = 4
-    store.publish(down)
+        invalid: dict[str, int] = {}
+        for field in support.invalid_fields:
+            invalid[field] = invalid.get(field, 0) + 1
+        snap = TargetSnapshot(
+            name=name,
+            url=f"https://{name}.example:9090",
+            with_logins=True,
+            up=True,
+            support=support,
+            received_at=RECEIVED_AT,
+            last_success=RECEIVED_AT,
+            last_duration=0.25,
+            polls=3,
+            errors={"timeout": 2},
+            logins={"success": 1},
+            invalid_fields=invalid,
+        )
+        store.update(snap)
+    down = TargetSnapshot(
+        name="down",
+        url="https://down.example:9090",
+        with_logins=True,
+        polls=4,
+        last_duration=10.0,
+        errors={"connect": 4},
+    )
+    store.update(down)
     return store
 
 

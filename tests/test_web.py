@@ -9,14 +9,16 @@ from typing import Any
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.simulator import Simulator
-from exporter.store import SnapshotStore, TargetSnapshot
+from exporter.collector import render_target
+from exporter.snapshot import TargetSnapshot
+from exporter.store import Store
 from exporter.web import create_app
 from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
 
 
-def store_with_one_target() -> SnapshotStore:
-    store = SnapshotStore()
-    store.publish(TargetSnapshot(name="wa<script>", url="https://wa.example:9090", polls=1))
+def store_with_one_target() -> Store:
+    store = Store(render_target)
+    store.update(TargetSnapshot(name="wa<script>", url="https://wa.example:9090", polls=1))
     return store
 
 
@@ -101,7 +103,7 @@ async def test_scrape_reflects_a_changed_snapshot_and_only_then(aiohttp_client: 
     assert first.split("# HELP process")[0] == again.split("# HELP process")[0]
     snap = store.snapshots["wa<script>"]
     snap.polls = 2
-    store.publish(snap)
+    store.update(snap)
     after = await (await client.get("/metrics")).text()
     assert 'whatsapp_exporter_polls_total{target="wa<script>"} 2' in after
 

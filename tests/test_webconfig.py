@@ -15,7 +15,9 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter.store import SnapshotStore, TargetSnapshot
+from exporter.collector import render_target
+from exporter.snapshot import TargetSnapshot
+from exporter.store import Store
 from exporter.web import create_app
 from exporter.webconfig import WebConfigError, basic_auth_middleware, load_web_config
 
@@ -62,8 +64,8 @@ async def served(tls_files: Path, hashed: str) -> AsyncIterator[int]:
         f"basic_auth_users:\n  {USER}: '{hashed}'\n",
     )
     config = load_web_config(path)
-    store = SnapshotStore()
-    store.publish(TargetSnapshot(name="wa", url="http://wa", up=True, polls=1))
+    store = Store(render_target)
+    store.update(TargetSnapshot(name="wa", url="http://wa", up=True, polls=1))
     app = create_app(store, middlewares=[basic_auth_middleware(config.users)])
     runner = web.AppRunner(app)
     await runner.setup()
@@ -199,7 +201,7 @@ async def test_wrong_passwords_do_not_stall_an_authorized_scrape(
     """bcrypt is slow by design; it runs off the event loop so a right password is not queued."""
     slow_hash = bcrypt.hashpw(SECRET.encode(), bcrypt.gensalt(11)).decode()
     config = load_web_config(write(tls_files, f"basic_auth_users:\n  {USER}: '{slow_hash}'\n"))
-    app = create_app(SnapshotStore(), middlewares=[basic_auth_middleware(config.users)])
+    app = create_app(Store(render_target), middlewares=[basic_auth_middleware(config.users)])
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -1,0 +1,122 @@
+"""The fleet of this replica: which targets it polls, and reloading them without a restart.
+
+A (re)load reads the whole configuration (settings' targets, the configuration file, its target
+files), keeps this shard's part and hands it to the poller, which keeps every unchanged target
+as it is. A bad new configuration changes nothing: it is logged in one line, and the
+``whatsapp_exporter_config_last_reload_*`` series and the landing page say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from exporter.collector import exporter_pieces
+from exporter.config import ConfigError, config_fingerprint, load_targets
+from exporter.poller import Poller
+from exporter.settings import Settings, Target
+from exporter.sharding import assigned
+from exporter.store import Store
+
+log = logging.getLogger("exporter.fleet")
+
+# How often the configuration's files are checked for a change (a stat of each: about 20 µs).
+WATCH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    ok: bool
+    success_at: float | None
+    error: str = ""
+
+
+def shard_targets(settings: Settings, targets: list[Target]) -> list[Target]:
+    """This replica's part of the fleet."""
+    return assigned(targets, settings.shard, settings.total_shards)
+
+
+class Fleet:
+    """Loads the configuration, owns reloads, publishes the exporter's own series."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        load: Callable[[Settings], list[Target]] = load_targets,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._load = load
+        self.clock = clock
+        self.status = ReloadStatus(ok=True, success_at=None)
+        self.poller: Poller | None = None
+        self._lock = asyncio.Lock()
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+
+    def initial(self) -> list[Target]:
+        """The first load, at start: raises ConfigError (the caller exits 2)."""
+        self._fingerprint = config_fingerprint(self.settings)
+        targets = shard_targets(self.settings, self._load(self.settings))
+        self.status = ReloadStatus(ok=True, success_at=self.clock())
+        self._publish()
+        return targets
+
+    def _publish(self) -> None:
+        sharded = self.settings.total_shards > 1
+        self.store.set_exporter_pieces(
+            exporter_pieces(
+                reload_ok=self.status.ok,
+                reload_timestamp=self.status.success_at,
+                shard=self.settings.shard if sharded else None,
+                total_shards=self.settings.total_shards if sharded else None,
+            )
+        )
+
+    async def reload(self, why: str) -> str | None:
+        """Load the configuration again and apply it; None on success, else the one-line error."""
+        assert self.poller is not None
+        async with self._lock:
+            started = time.process_time()
+            try:
+                self._fingerprint = await asyncio.to_thread(config_fingerprint, self.settings)
+                targets = await asyncio.to_thread(self._load, self.settings)
+            except (ConfigError, OSError) as err:
+                self.status = ReloadStatus(False, self.status.success_at, str(err))
+                self._publish()
+                log.error(
+                    "reload failed, the running configuration stays",
+                    extra={"trigger": why, "error": str(err)},
+                )
+                return str(err)
+            added, changed, removed = await self.poller.apply(shard_targets(self.settings, targets))
+            self.status = ReloadStatus(True, self.clock())
+            self._publish()
+            log.info(
+                "configuration reloaded",
+                extra={
+                    "trigger": why,
+                    "targets": len(self.poller.pollers),
+                    "added": added,
+                    "changed": changed,
+                    "removed": removed,
+                    "cpu_ms": round((time.process_time() - started) * 1000, 1),
+                },
+            )
+            return None
+
+    async def watch(self, every: float = WATCH_SECONDS) -> None:
+        """Reload on its own when a file of the configuration changes (mtime and size)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                fingerprint = await asyncio.to_thread(config_fingerprint, self.settings)
+            except OSError:
+                continue
+            if fingerprint != self._fingerprint:
+                await self.reload("file change")
