@@ -1,249 +1,592 @@
-"""The Grafana dashboard is importable, uses the data source variable and only valid queries."""
+"""The Grafana dashboard: generated from code, importable, and clean by dashboard-linter's rules.
+
+Each lint rule is a function returning its findings; a test shows the committed dashboard has
+none, and another seeds one bad panel per rule and shows the rule catches it.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import re
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import promql_parser as pp
 import pytest
-import yaml
 
-from tests.promql import KNOWN_METRICS, metric_names, promtool
+from exporter.collector import API_STATUSES, DATA_FAMILIES, GATEWAY_STATES, ROLES, SOCKET_STATES
+from exporter.settings import load_settings
+from tests.promql import KNOWN_METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "grafana" / "whatsapp-support-exporter.json"
+GENERATOR = ROOT / "grafana" / "dashboard.py"
+UNLIMITED_FREE_SPACE = 9223372036853727000  # what Meta documents for no practical limit
 
+Dashboard = dict[str, Any]
+Panel = dict[str, Any]
 
-# Values a Grafana user could pick, substituted to turn a panel query into plain PromQL.
-GRAFANA_VARIABLES = {
-    "${datasource}": "prometheus",
-    "$__rate_interval": "2m",
+# Grafana's variables as a user could set them; $__rate_interval gets a duration no query
+# would choose itself, so the parsed range tells whether a rate used the variable.
+RATE_INTERVAL = timedelta(seconds=1234)
+VARIABLES = {
+    "$__rate_interval": "1234s",
     "$__interval": "1m",
     "$__range": "1h",
-    "${target:regex}": "cluster|single",
-    "${host:regex}": ".*",
-    "$target": "cluster|single",
-    "$host": ".*",
+    "$job": ".*",
+    "$instance": ".*",
+    "$target": ".*",
 }
+RATES = frozenset({"rate", "irate", "increase"})
+# Aggregations that add series up (max and min pick one, so they may merge duplicates).
+ADDING = frozenset({"sum", "count", "avg", "group", "count_values", "stddev", "stdvar"})
+EXPORTER_SERIES = frozenset(
+    {
+        "whatsapp_exporter_build_info",
+        "whatsapp_exporter_shard_ordinal",
+        "whatsapp_exporter_total_shards",
+        "whatsapp_exporter_config_last_reload_successful",
+        "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
+    }
+)
 
 
-def substitute_variables(expr: str) -> str:
-    for name, value in GRAFANA_VARIABLES.items():
+# ---------------------------------------------------------------- helpers
+
+
+def panels_of(dashboard: Dashboard) -> Iterator[Panel]:
+    """Every panel but rows, nested ones included."""
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            yield panel
+        yield from (p for p in panel.get("panels", []) if p["type"] != "row")
+
+
+def substitute(expr: str) -> str:
+    for name, value in VARIABLES.items():
         expr = expr.replace(name, value)
     return expr
 
 
-def check_promql(exprs: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Parse expressions with promtool by wrapping each in a recording rule."""
-    rules = {
-        "groups": [
-            {
-                "name": "parse",
-                "rules": [
-                    {"record": f"dashboard:query_{i}", "expr": expr}
-                    for i, expr in enumerate(exprs.values())
-                ],
-            }
-        ]
-    }
-    path = tmp_path / "queries.yml"
-    path.write_text(yaml.safe_dump(rules))
-    return subprocess.run(
-        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False
+def queries(dashboard: Dashboard) -> Iterator[tuple[Panel, dict[str, Any]]]:
+    for panel in panels_of(dashboard):
+        for target in panel.get("targets", []):
+            yield panel, target
+
+
+def where(panel: Panel, target: dict[str, Any] | None = None) -> str:
+    return f"{panel.get('title')!r}" + (f" / {target.get('refId')}" if target else "")
+
+
+def children(node: pp.Expr) -> list[pp.Expr]:
+    if isinstance(node, pp.AggregateExpr):
+        return [node.expr] + ([node.param] if isinstance(node.param, pp.Expr) else [])
+    if isinstance(node, pp.BinaryExpr):
+        return [node.lhs, node.rhs]
+    if isinstance(node, pp.Call):
+        return [arg for arg in node.args if isinstance(arg, pp.Expr)]
+    if isinstance(node, pp.MatrixSelector):
+        return [node.vector_selector]
+    if isinstance(node, pp.ParenExpr | pp.UnaryExpr | pp.SubqueryExpr):
+        return [node.expr]
+    return []
+
+
+def walk(
+    node: pp.Expr, parents: tuple[pp.Expr, ...] = ()
+) -> Iterator[tuple[pp.Expr, tuple[pp.Expr, ...]]]:
+    """Every node with its ancestors, nearest last."""
+    yield node, parents
+    for child in children(node):
+        yield from walk(child, (*parents, node))
+
+
+def selectors(node: pp.Expr) -> Iterator[pp.VectorSelector]:
+    for sub, _ in walk(node):
+        if isinstance(sub, pp.VectorSelector):
+            yield sub
+
+
+def matchers(selector: pp.VectorSelector) -> dict[str, str]:
+    return {m.name: m.value for m in selector.matchers.matchers}
+
+
+def parsed(dashboard: Dashboard) -> Iterator[tuple[Panel, dict[str, Any], pp.Expr]]:
+    """Every query that parses (a query that does not is the PromQL rule's finding)."""
+    for panel, target in queries(dashboard):
+        try:
+            yield panel, target, pp.parse(substitute(target.get("expr", "")))
+        except ValueError:
+            continue
+
+
+# ---------------------------------------------------------------- lint rules
+
+
+def panel_title_description_unit(dashboard: Dashboard) -> list[str]:
+    found = []
+    for panel in panels_of(dashboard):
+        defaults = panel.get("fieldConfig", {}).get("defaults", {})
+        if not panel.get("title"):
+            found.append(f"panel {panel.get('id')} has no title")
+        if not panel.get("description"):
+            found.append(f"{where(panel)} has no description")
+        if not defaults.get("unit") and not defaults.get("mappings"):
+            found.append(f"{where(panel)} has neither a unit nor value mappings")
+    return found
+
+
+def target_promql_valid(dashboard: Dashboard) -> list[str]:
+    found = []
+    for panel, target in queries(dashboard):
+        expr = substitute(target.get("expr", ""))
+        if "$" in expr:
+            found.append(f"{where(panel, target)}: unknown variable in {expr!r}")
+            continue
+        try:
+            pp.parse(expr)
+        except ValueError as err:
+            found.append(f"{where(panel, target)}: invalid PromQL: {err}")
+    return found
+
+
+def target_rate_interval(dashboard: Dashboard) -> list[str]:
+    found = []
+    for panel, target, expr in parsed(dashboard):
+        for node, _ in walk(expr):
+            if isinstance(node, pp.Call) and node.func.name in RATES:
+                ranges = [a.range for a in node.args if isinstance(a, pp.MatrixSelector)]
+                if ranges != [RATE_INTERVAL]:
+                    found.append(
+                        f"{where(panel, target)}: {node.func.name} not over $__rate_interval"
+                    )
+    return found
+
+
+def target_counter_agg(dashboard: Dashboard) -> list[str]:
+    """A counter (``_total``) means something only as a rate or an increase."""
+    found = []
+    for panel, target, expr in parsed(dashboard):
+        for node, parents in walk(expr):
+            if not isinstance(node, pp.VectorSelector) or not (node.name or "").endswith("_total"):
+                continue
+            inside = (
+                len(parents) >= 2
+                and isinstance(parents[-1], pp.MatrixSelector)
+                and isinstance(parents[-2], pp.Call)
+                and parents[-2].func.name in RATES
+            )
+            if not inside:
+                found.append(f"{where(panel, target)}: counter {node.name} outside rate/increase")
+    return found
+
+
+def target_our_metrics(dashboard: Dashboard) -> list[str]:
+    found = []
+    for panel, target, expr in parsed(dashboard):
+        for selector in selectors(expr):
+            name = selector.name or ""
+            if name != "up" and name not in KNOWN_METRICS:
+                found.append(f"{where(panel, target)}: selects {name or selector!s}, not ours")
+    return found
+
+
+def datasource_variable(dashboard: Dashboard) -> list[str]:
+    found = []
+    for panel in panels_of(dashboard):
+        if panel.get("datasource", {}).get("uid") != "${datasource}":
+            found.append(f"{where(panel)} does not use ${{datasource}}")
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("uid") != "${datasource}":
+                found.append(f"{where(panel, target)} does not use ${{datasource}}")
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query" and var.get("datasource", {}).get("uid") != "${datasource}":
+            found.append(f"variable {var['name']} does not use ${{datasource}}")
+    return found
+
+
+def unused_inputs(dashboard: Dashboard) -> list[str]:
+    rest = json.dumps({k: v for k, v in dashboard.items() if k != "__inputs"})
+    return [
+        f"input {i['name']} is declared but nothing uses ${{{i['name']}}}"
+        for i in dashboard.get("__inputs", [])
+        if f"${{{i['name']}}}" not in rest
+    ]
+
+
+def selectors_filtered(dashboard: Dashboard) -> list[str]:
+    """Every series is filtered by the job and instance variables, target series by target."""
+    found = []
+    for panel, target, expr in parsed(dashboard):
+        for selector in selectors(expr):
+            wanted = ["job", "instance"]
+            if selector.name not in EXPORTER_SERIES:
+                wanted.append("target")
+            have = matchers(selector)
+            missing = [label for label in wanted if have.get(label) != VARIABLES[f"${label}"]]
+            if missing:
+                found.append(f"{where(panel, target)}: {selector.name} not filtered by {missing}")
+    return found
+
+
+def exporters_kept_apart(dashboard: Dashboard) -> list[str]:
+    """Adding aggregations keep job and instance (and target, over a target's data).
+
+    Two sidecars both naming their target "local" are two clients: adding them up, or adding
+    two clusters' shards, is wrong. A bare ``sum(...)`` is a fleet total: only stat panels.
+    """
+    found = []
+    for panel, target, expr in parsed(dashboard):
+        for node, _ in walk(expr):
+            if not isinstance(node, pp.AggregateExpr) or str(node.op) not in ADDING:
+                continue
+            modifier = node.modifier
+            if modifier is None or (not modifier.labels and modifier.type == pp.AggModifierType.By):
+                if panel["type"] != "stat":
+                    found.append(f"{where(panel, target)}: fleet total {node.op}() outside a stat")
+                continue
+            if modifier.type == pp.AggModifierType.Without:
+                dropped = {"job", "instance", "target"} & set(modifier.labels)
+            else:
+                wanted = {"job", "instance"}
+                if any(s.name in DATA_FAMILIES for s in selectors(node.expr)):
+                    wanted.add("target")
+                dropped = wanted - set(modifier.labels)
+            if dropped:
+                found.append(f"{where(panel, target)}: {node.op} merges {sorted(dropped)}")
+    return found
+
+
+def unlimited_handled(dashboard: Dashboard) -> list[str]:
+    """Free space shows "unlimited" for about 2^63 bytes, and no forecast extrapolates it."""
+    found = []
+    for panel, target, expr in parsed(dashboard):
+        if not any(s.name == "whatsapp_free_space_bytes" for s in selectors(expr)):
+            continue
+        filtered = any(
+            isinstance(n, pp.BinaryExpr)
+            and str(n.op) == "<"
+            and isinstance(n.rhs, pp.NumberLiteral)
+            and n.rhs.val <= UNLIMITED_FREE_SPACE
+            for n, _ in walk(expr)
+        )
+        forecast = any(
+            isinstance(n, pp.Call) and n.func.name in {"predict_linear", "deriv"}
+            for n, _ in walk(expr)
+        )
+        mappings = panel.get("fieldConfig", {}).get("defaults", {}).get("mappings", [])
+        mapped = any(mapping_text(m, UNLIMITED_FREE_SPACE) == "unlimited" for m in mappings)
+        if forecast and not filtered:
+            found.append(f"{where(panel, target)}: forecast includes unlimited free space")
+        elif not filtered and not mapped:
+            found.append(f"{where(panel, target)}: about 2^63 bytes is not shown as unlimited")
+    return found
+
+
+def mapping_text(mapping: dict[str, Any], value: float) -> str | None:
+    """The text Grafana shows for ``value`` under one value or range mapping (None: no match)."""
+    options = mapping["options"]
+    if mapping["type"] == "range":
+        low, high = options.get("from"), options.get("to")
+        if (low is None or value >= low) and (high is None or value <= high):
+            return str(options["result"].get("text"))
+        return None
+    if mapping["type"] == "value" and (hit := options.get(f"{value:g}")) is not None:
+        return str(hit.get("text"))
+    return None
+
+
+RULES: dict[str, Callable[[Dashboard], list[str]]] = {
+    "panel-title-description-unit": panel_title_description_unit,
+    "target-promql": target_promql_valid,
+    "target-rate-interval": target_rate_interval,
+    "target-counter-agg": target_counter_agg,
+    "target-our-metrics": target_our_metrics,
+    "datasource-variable": datasource_variable,
+    "unused-inputs": unused_inputs,
+    "selectors-filtered": selectors_filtered,
+    "exporters-kept-apart": exporters_kept_apart,
+    "unlimited-free-space": unlimited_handled,
+}
+
+
+def seed_panel(dashboard: Dashboard, **changes: Any) -> Dashboard:
+    """The dashboard with one more panel, a copy of a good one with ``changes`` applied."""
+    bad = copy.deepcopy(dashboard)
+    (template,) = [p for p in panels_of(bad) if p["title"] == "Poll duration"]
+    panel = copy.deepcopy(template)
+    panel.update(title="Seeded", id=999)
+    expr = changes.pop("expr", None)
+    if expr is not None:
+        panel["targets"] = [{**panel["targets"][0], "expr": expr}]
+    for key, value in changes.items():
+        if key == "unit":
+            panel["fieldConfig"]["defaults"].pop("unit", None)
+        else:
+            panel[key] = value
+    bad["panels"].append(panel)
+    return bad
+
+
+def with_unused_input(dashboard: Dashboard) -> Dashboard:
+    bad = copy.deepcopy(dashboard)
+    bad["__inputs"] = [{"name": "DS_PROMETHEUS", "type": "datasource", "pluginId": "prometheus"}]
+    return bad
+
+
+def with_unfiltered_variable(dashboard: Dashboard) -> Dashboard:
+    bad = copy.deepcopy(dashboard)
+    bad["templating"]["list"][1]["datasource"] = {"type": "prometheus", "uid": "prom-1"}
+    return bad
+
+
+S = '{job=~"$job", instance=~"$instance", target=~"$target"}'
+FREE = f"whatsapp_free_space_bytes{S}"
+SEEDS: list[tuple[str, Callable[[Dashboard], Dashboard]]] = [
+    ("panel-title-description-unit", lambda d: seed_panel(d, description="")),
+    ("panel-title-description-unit", lambda d: seed_panel(d, unit=None)),
+    ("target-promql", lambda d: seed_panel(d, expr=f"sum by (target (whatsapp_up{S})")),
+    ("target-promql", lambda d: seed_panel(d, expr="whatsapp_up{host=~'$host'}")),
+    (
+        "target-rate-interval",
+        lambda d: seed_panel(
+            d, expr=f"sum by (job, instance, target) (rate(whatsapp_exporter_polls_total{S}[5m]))"
+        ),
+    ),
+    ("target-counter-agg", lambda d: seed_panel(d, expr=f"whatsapp_exporter_polls_total{S}")),
+    (
+        "target-our-metrics",
+        lambda d: seed_panel(d, expr='node_filesystem_avail_bytes{job=~"$job"}'),
+    ),
+    (
+        "datasource-variable",
+        lambda d: seed_panel(d, datasource={"type": "prometheus", "uid": "prom-1"}),
+    ),
+    ("datasource-variable", with_unfiltered_variable),
+    ("unused-inputs", with_unused_input),
+    ("selectors-filtered", lambda d: seed_panel(d, expr='whatsapp_up{target=~"$target"}')),
+    (
+        "exporters-kept-apart",
+        lambda d: seed_panel(d, expr=f"sum by (target, shard) (whatsapp_shard_owned{S})"),
+    ),
+    ("exporters-kept-apart", lambda d: seed_panel(d, expr=f"count(whatsapp_up{S})")),
+    (
+        "unlimited-free-space",
+        lambda d: seed_panel(d, expr=f"max by (job, instance, target) ({FREE})"),
+    ),
+    (
+        "unlimited-free-space",
+        lambda d: seed_panel(
+            d,
+            expr=f"predict_linear({FREE}[6h], 86400)",
+            fieldConfig={
+                "defaults": {"unit": "bytes", "mappings": dashboard_mappings(d)},
+                "overrides": [],
+            },
+        ),
+    ),
+]
+
+
+def dashboard_mappings(dashboard: Dashboard) -> list[dict[str, Any]]:
+    (panel,) = [p for p in panels_of(dashboard) if p["title"] == "Free space now"]
+    mappings: list[dict[str, Any]] = panel["fieldConfig"]["defaults"]["mappings"]
+    return mappings
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Dashboard:
+    loaded: Dashboard = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def panels(dashboard: Dashboard) -> dict[str, Panel]:
+    return {p["title"]: p for p in panels_of(dashboard)}
+
+
+def variable(dashboard: Dashboard, name: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [v for v in dashboard["templating"]["list"] if v["name"] == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_committed_json_is_what_the_generator_makes() -> None:
+    made = subprocess.run(
+        [sys.executable, str(GENERATOR)], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert made == DASHBOARD.read_text(), (
+        "grafana/whatsapp-support-exporter.json is out of date: run "
+        "python grafana/dashboard.py > grafana/whatsapp-support-exporter.json"
     )
 
 
-def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from all_panels(panel.get("panels", []))
-
-
-@pytest.fixture(scope="module")
-def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text())
-
-
-@pytest.fixture(scope="module")
-def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in all_panels(dashboard["panels"]) if p["type"] != "row"]
-
-
-@pytest.fixture(scope="module")
-def queries(panels: list[dict[str, Any]]) -> dict[str, str]:
-    """Every panel query, keyed by panel title and refId."""
-    return {
-        f"{panel['title']} / {t['refId']}": t["expr"] for panel in panels for t in panel["targets"]
-    }
-
-
-def variable(dashboard: dict[str, Any], name: str) -> dict[str, Any]:
-    matches = [v for v in dashboard["templating"]["list"] if v["name"] == name]
-    assert len(matches) == 1, f"expected one template variable {name!r}"
-    return matches[0]
-
-
-def variable_query(var: dict[str, Any]) -> str:
-    query = var["query"]
-    return query["query"] if isinstance(query, dict) else query
-
-
-def test_dashboard_declares_its_inputs_and_requirements_for_import(dashboard):
-    inputs = {i["name"]: i for i in dashboard["__inputs"]}
-    assert inputs["DS_PROMETHEUS"]["type"] == "datasource"
-    assert inputs["DS_PROMETHEUS"]["pluginId"] == "prometheus"
-    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
-    assert ("grafana", "grafana") in required
-    assert ("datasource", "prometheus") in required
-    used_panel_types = {p["type"] for p in all_panels(dashboard["panels"])} - {"row"}
-    assert used_panel_types <= {r["id"] for r in dashboard["__requires"] if r["type"] == "panel"}
-
-
-def test_dashboard_has_a_stable_uid_a_current_schema_and_no_instance_id(dashboard):
-    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,40}", dashboard["uid"])
-    assert dashboard["schemaVersion"] >= 39
-    assert dashboard["id"] is None
-    assert dashboard["title"]
-
-
-def test_dashboard_has_a_prometheus_datasource_variable(dashboard):
-    ds = variable(dashboard, "datasource")
-    assert ds["type"] == "datasource"
-    assert ds["query"] == "prometheus"
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_the_dashboard_passes_lint_rule(dashboard: Dashboard, rule: str) -> None:
+    assert RULES[rule](dashboard) == []
 
 
 @pytest.mark.parametrize(
-    ("name", "query"),
+    ("rule", "seed"), SEEDS, ids=[f"{rule}-{i}" for i, (rule, _) in enumerate(SEEDS)]
+)
+def test_each_lint_rule_catches_a_seeded_bad_panel(
+    dashboard: Dashboard, rule: str, seed: Callable[[Dashboard], Dashboard]
+) -> None:
+    findings = RULES[rule](seed(dashboard))
+    assert findings, f"{rule} did not catch the seeded problem"
+
+
+def test_every_lint_rule_has_a_seed_it_catches() -> None:
+    assert {rule for rule, _ in SEEDS} == set(RULES)
+
+
+def test_import_asks_for_nothing_and_requires_every_panel_type(dashboard: Dashboard) -> None:
+    assert dashboard["__inputs"] == []  # the datasource variable picks the Prometheus
+    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    assert {("grafana", "grafana"), ("datasource", "prometheus")} <= required
+    used = {p["type"] for p in panels_of(dashboard)}
+    assert {r["id"] for r in dashboard["__requires"] if r["type"] == "panel"} == used
+
+
+def test_dashboard_has_a_stable_uid_and_is_read_only(dashboard: Dashboard) -> None:
+    assert dashboard["uid"] == "whatsapp-support"
+    assert dashboard["editable"] is False
+    assert dashboard["id"] is None
+    assert dashboard["schemaVersion"] >= 39
+
+
+def test_datasource_variable_offers_prometheus_data_sources(dashboard: Dashboard) -> None:
+    ds = variable(dashboard, "datasource")
+    assert (ds["type"], ds["query"]) == ("datasource", "prometheus")
+
+
+@pytest.mark.parametrize(
+    ("name", "definition"),
     [
-        ("target", "label_values(whatsapp_up, target)"),
-        ("host", 'label_values(whatsapp_role{target=~"$target"}, host)'),
+        ("job", "label_values(whatsapp_exporter_build_info, job)"),
+        ("instance", 'label_values(whatsapp_exporter_build_info{job=~"$job"}, instance)'),
+        ("target", 'label_values(whatsapp_up{job=~"$job", instance=~"$instance"}, target)'),
     ],
 )
-def test_target_and_host_variables_come_from_label_values_and_allow_all(dashboard, name, query):
+def test_job_instance_and_target_variables_come_from_label_values_and_allow_all(
+    dashboard: Dashboard, name: str, definition: str
+) -> None:
     var = variable(dashboard, name)
     assert var["type"] == "query"
-    assert variable_query(var) == query
-    assert var["datasource"]["uid"] == "${datasource}"
+    assert var["query"]["query"] == definition
     assert var["multi"] is True
     assert var["includeAll"] is True
-    # "All" must also match series without the label (single instances have no host).
-    assert re.fullmatch(var["allValue"], "")
+    assert var["allValue"] == ".*"
 
 
-def test_every_panel_and_query_uses_the_datasource_variable(panels):
-    for panel in panels:
-        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
-        for t in panel["targets"]:
-            assert t["datasource"]["uid"] == "${datasource}", panel["title"]
-
-
-def test_every_panel_has_at_least_one_query(panels):
-    for panel in panels:
-        assert panel["targets"], panel["title"]
-        for t in panel["targets"]:
-            assert t["expr"].strip(), f"{panel['title']} / {t['refId']}"
-
-
-def test_panel_ids_are_unique(dashboard):
-    ids = [p["id"] for p in all_panels(dashboard["panels"])]
+def test_panel_ids_are_unique_and_panels_do_not_overlap(dashboard: Dashboard) -> None:
+    ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
 
 
-def test_issue_required_panels_exist(panels):
-    by_type = {(p["type"], p["title"]) for p in panels}
-    for kind, title in [
-        ("stat", "Targets up"),
-        ("stat", "Sockets connected"),
-        ("stat", "Nearest build expiry"),
-        ("stat", "Least free space"),
-        ("bargauge", "Time until build expiry per container"),
-        ("timeseries", "Free space per directory"),
-        ("bargauge", "Estimated time until full"),
-        ("state-timeline", "Socket state"),
-        ("table", "Cluster topology"),
-        ("bargauge", "Shard ownership"),
-        ("table", "Schema versions across containers"),
-        ("timeseries", "Poll duration"),
-        ("timeseries", "Poll errors by reason"),
-        ("timeseries", "Data age"),
-    ]:
-        assert (kind, title) in by_type
+def test_unlimited_free_space_reads_unlimited_and_real_sizes_keep_their_unit(
+    panels: dict[str, Panel],
+) -> None:
+    for title in ("Least free space", "Free space now", "Free space per directory"):
+        defaults = panels[title]["fieldConfig"]["defaults"]
+        assert defaults["unit"] == "bytes"
+        texts = [mapping_text(m, UNLIMITED_FREE_SPACE) for m in defaults["mappings"]]
+        assert "unlimited" in texts, title
+        assert all(mapping_text(m, 14_269_902_848) is None for m in defaults["mappings"]), title
 
 
-def test_queries_on_target_series_filter_by_the_target_variable(queries):
-    for key, expr in queries.items():
-        if "whatsapp_exporter_build_info" in expr:
-            continue  # describes the exporter itself, not a target
-        assert 'target=~"$target"' in expr, key
+def test_data_age_turns_red_when_the_exporter_withdraws_stale_data(
+    panels: dict[str, Panel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("WA_")]:
+        monkeypatch.delenv(name)
+    stale_after = load_settings(["--demo"]).stale_after_seconds
+    defaults = panels["Data age"]["fieldConfig"]["defaults"]
+    red = [s["value"] for s in defaults["thresholds"]["steps"] if s["color"] == "red"]
+    assert red == [stale_after]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
 
 
-def test_units_match_what_the_queries_measure(panels):
-    units = {p["title"]: p["fieldConfig"]["defaults"].get("unit") for p in panels}
-    assert units["Least free space"] == "bytes"
-    assert units["Free space per directory"] == "bytes"
-    assert units["Nearest build expiry"] in {"s", "dtdurations"}
-    assert units["Time until build expiry per container"] in {"s", "dtdurations"}
-    assert units["Estimated time until full"] in {"s", "dtdurations"}
-    assert units["Poll duration"] == "s"
-    assert units["Data age"] == "s"
+@pytest.mark.parametrize(
+    ("title", "metric", "label", "states"),
+    [
+        ("Socket state", "whatsapp_socket_state", "state", SOCKET_STATES),
+        ("Gateway status per container", "whatsapp_gateway_status", "state", GATEWAY_STATES),
+        ("Role per container", "whatsapp_role", "role", ROLES),
+        ("API status", "whatsapp_api_status", "status", API_STATUSES),
+    ],
+)
+def test_state_timelines_name_every_documented_state(
+    panels: dict[str, Panel], title: str, metric: str, label: str, states: tuple[str, ...]
+) -> None:
+    panel = panels[title]
+    assert panel["type"] == "state-timeline"
+    expr = panel["targets"][0]["expr"]
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    shown = {mapping_text(mapping, code) for code in range(len(states) + 1)}
+    assert shown == {*states, "undocumented"}
+    codes = re.findall(rf'(\d+) \* max by \([^)]*\) \({metric}\{{[^}}]*{label}="([^"]+)"', expr)
+    assert {state for _, state in codes} == set(states)
+    for code, state in codes:
+        assert mapping_text(mapping, int(code)) == state
+    assert metric in expr
 
 
-def test_dates_are_given_to_grafana_in_milliseconds(panels):
-    (table,) = [p for p in panels if p["title"] == "Build expiry dates"]
-    date_units = [
+def test_cluster_row_compares_configured_owned_and_connected_shards(
+    panels: dict[str, Panel],
+) -> None:
+    panel = panels["Shards per cluster"]
+    exprs = {t["refId"]: t["expr"] for t in panel["targets"]}
+    assert "whatsapp_shards_configured" in exprs["A"]
+    assert 'shard=~"[0-9]+"' in exprs["B"]  # shards 0..N-1: the control shard -1 is not one
+    assert "whatsapp_gateway_status{" in exprs["C"] and 'state="connected"' in exprs["C"]
+    renamed = panel["transformations"][1]["options"]["renameByName"]
+    assert set(renamed.values()) == {"configured", "owned", "connected", "missing"}
+
+
+def test_fleet_row_shows_targets_per_shard_and_reload_status(panels: dict[str, Panel]) -> None:
+    assert "whatsapp_exporter_shard_ordinal" in panels["Targets per shard"]["targets"][0]["expr"]
+    reload = panels["Config reload status"]
+    assert "whatsapp_exporter_config_last_reload_successful" in reload["targets"][0]["expr"]
+    (mapping,) = reload["fieldConfig"]["defaults"]["mappings"]
+    assert (mapping_text(mapping, 1), mapping_text(mapping, 0)) == ("ok", "failed")
+
+
+def test_dates_are_given_to_grafana_in_milliseconds(panels: dict[str, Panel]) -> None:
+    table = panels["Build expiry dates"]
+    units = [
         prop["value"]
         for override in table["fieldConfig"]["overrides"]
         for prop in override["properties"]
         if prop["id"] == "unit"
     ]
-    assert date_units == ["dateTimeAsIso"]
-    assert any(
-        "whatsapp_build_expiry_timestamp_seconds" in t["expr"] and t["expr"].endswith("* 1000")
-        for t in table["targets"]
-    )
+    assert units == ["dateTimeAsIso"]
+    assert table["targets"][0]["expr"].endswith("* 1000")
 
 
-def test_socket_state_timeline_maps_every_documented_state(panels):
-    (timeline,) = [p for p in panels if p["type"] == "state-timeline"]
-    texts = {
-        option["text"]
-        for mapping in timeline["fieldConfig"]["defaults"]["mappings"]
-        for option in mapping["options"].values()
-    }
-    assert {"UP", "UP receiving offline", "SC", "DN", "UNK"} <= texts
-    for state in ("UP", "UP receiving offline", "SC", "DN", "UNK"):
-        assert f'state="{state}"' in timeline["targets"][0]["expr"]
-
-
-def test_every_query_names_only_metrics_the_collector_exports(queries):
-    for key, expr in queries.items():
-        names = metric_names(substitute_variables(expr))
-        assert names, f"{key}: no metric found in {expr!r}"
-        assert names <= KNOWN_METRICS, f"{key}: unknown {sorted(names - KNOWN_METRICS)}"
-
-
-def test_metric_name_extraction_sees_through_functions_and_matchers():
-    expr = (
-        'sum by (target, le) (rate(foo_total{a="b", c=~"x|y"}[5m])) / on (target) '
-        'group_left (role) clamp_min(bar_bytes offset 5m, 1e-9) and count_values("v", baz)'
-    )
-    assert metric_names(expr) == {"foo_total", "bar_bytes", "baz"}
-
-
-def test_every_query_parses_as_promql(queries, tmp_path):
-    result = check_promql({k: substitute_variables(v) for k, v in queries.items()}, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_promql_check_rejects_an_invalid_query(tmp_path):
-    result = check_promql({"broken": "sum by (target (whatsapp_up)"}, tmp_path)
-    assert result.returncode != 0
-
-
-def test_no_grafana_variable_is_left_after_substitution(queries):
-    for key, expr in queries.items():
-        assert "$" not in substitute_variables(expr), key
+def test_container_totals_count_a_cluster_container_once_whoever_exports_it(
+    panels: dict[str, Panel],
+) -> None:
+    expr = panels["Sockets connected"]["targets"][0]["expr"]
+    assert "max by (job, target, host, container_id)" in expr
+    assert re.search(r'max by \(job, instance, target\) \([^)]*host=""', expr)
