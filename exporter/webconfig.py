@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import hashlib
+import hmac
+import os
 import re
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,44 +139,101 @@ def _ssl_context(tls: Any, base: Path) -> ssl.SSLContext:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# The paths kubelet probes without credentials.
+PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
+# bcrypt checks running at once (one per core is all they can use) and waiting beyond those;
+# a request that finds the queue full is answered 429 at once instead of waiting its turn.
+BCRYPT_CONCURRENCY = 2
+BCRYPT_QUEUE = 8
+# Verified credentials kept so that a scrape costs one bcrypt check per process, not per scrape.
+CACHE_SIZE = 100
+# bcrypt reads at most 72 bytes; Go's bcrypt (exporter-toolkit) refuses longer passwords.
+_MAX_PASSWORD_BYTES = 72
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="whatsapp-support-exporter"'}
 
-def basic_auth_middleware(users: dict[str, bytes]) -> Any:
-    """Require a configured user on every path; bcrypt checks (slow by design) are cached."""
-    verified: set[bytes] = set()
+
+def basic_auth_middleware(
+    users: dict[str, bytes],
+    open_paths: frozenset[str] = frozenset(),
+    *,
+    concurrency: int = BCRYPT_CONCURRENCY,
+    queue: int = BCRYPT_QUEUE,
+) -> Any:
+    """Require a configured user on every path but ``open_paths``.
+
+    bcrypt is slow by design: checks run in a small thread pool of their own, at most
+    ``concurrency`` at once with ``queue`` more waiting, so a flood of wrong passwords costs
+    bounded CPU and answers 429 beyond the queue; verified credentials are cached (keyed by a
+    keyed hash of user and password, never the password) so a known scraper skips the queue.
+    """
+    key = os.urandom(32)
+    verified: dict[bytes, None] = {}  # insertion-ordered: the oldest is evicted first
+    slots = asyncio.Semaphore(concurrency)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bcrypt")
+    waiting = 0
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Authorization", "")
-        digest = hashlib.sha256(header.encode()).digest()
-        if digest not in verified:
-            # bcrypt takes tens of milliseconds: off the event loop, so scrapes are not queued
-            loop = asyncio.get_running_loop()
-            if not await loop.run_in_executor(None, _check, header, users):
-                raise web.HTTPUnauthorized(
-                    headers={"WWW-Authenticate": 'Basic realm="whatsapp-support-exporter"'}
-                )
-            if len(verified) > 1000:
-                verified.clear()
-            verified.add(digest)
+        nonlocal waiting
+        if request.path in open_paths:
+            return await handler(request)
+        credentials = _credentials(request.headers.get("Authorization", ""))
+        if credentials is None:
+            raise web.HTTPUnauthorized(headers=_CHALLENGE)
+        user, password = credentials
+        digest = hmac.new(key, user + b"\0" + password, hashlib.sha256).digest()
+        if digest in verified:
+            return await handler(request)
+        if waiting >= concurrency + queue:
+            raise web.HTTPTooManyRequests(headers={"Retry-After": "1"})
+        waiting += 1
+        try:
+            async with slots:
+                loop = asyncio.get_running_loop()
+                ok = await loop.run_in_executor(pool, _check, user, password, users)
+        finally:
+            waiting -= 1
+        if not ok:
+            raise web.HTTPUnauthorized(headers=_CHALLENGE)
+        if len(verified) >= CACHE_SIZE:
+            del verified[next(iter(verified))]
+        verified[digest] = None
         return await handler(request)
 
     return middleware
 
 
-def _check(header: str, users: dict[str, bytes]) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
+def _credentials(header: str) -> tuple[bytes, bytes] | None:
+    """User and password of a well-formed Basic header, as bytes; None for anything else."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.isascii():
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return None
+    user, colon, password = decoded.partition(b":")
+    if not colon:
+        return None
+    return user, password
+
+
+def _check(user: bytes, password: bytes, users: dict[str, bytes]) -> bool:
+    """bcrypt verification; any password bcrypt cannot take is a wrong password, never an error."""
+    try:
+        hashed = users.get(user.decode())
+    except UnicodeDecodeError:
+        hashed = None
+    if len(password) > _MAX_PASSWORD_BYTES:
         return False
     try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        if hashed is None:
+            # spend the time of a real check so that user names cannot be probed by timing
+            bcrypt.checkpw(password, _dummy_hash())
+            return False
+        return bcrypt.checkpw(password, hashed.replace(b"$2y$", b"$2b$", 1))
+    except ValueError:
         return False
-    hashed = users.get(user)
-    if hashed is None:
-        # spend the time of a real check so that user names cannot be probed by timing
-        bcrypt.checkpw(password.encode(), _dummy_hash())
-        return False
-    return bcrypt.checkpw(password.encode(), hashed.replace(b"$2y$", b"$2b$", 1))
 
 
 @functools.cache

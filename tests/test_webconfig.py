@@ -19,7 +19,12 @@ from exporter.collector import render_target
 from exporter.snapshot import TargetSnapshot
 from exporter.store import Store
 from exporter.web import create_app
-from exporter.webconfig import WebConfigError, basic_auth_middleware, load_web_config
+from exporter.webconfig import (
+    PROBE_PATHS,
+    WebConfigError,
+    basic_auth_middleware,
+    load_web_config,
+)
 
 USER = "prometheus"
 SECRET = "scrape-me-please"
@@ -66,7 +71,7 @@ async def served(tls_files: Path, hashed: str) -> AsyncIterator[int]:
     config = load_web_config(path)
     store = Store(render_target)
     store.update(TargetSnapshot(name="wa", url="http://wa", up=True, polls=1))
-    app = create_app(store, middlewares=[basic_auth_middleware(config.users)])
+    app = create_app(store, middlewares=[basic_auth_middleware(config.users, PROBE_PATHS)])
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=config.ssl_context)
@@ -105,7 +110,7 @@ async def test_metrics_over_https_with_the_right_password(
 async def test_metrics_without_the_right_credentials_is_401(
     served: int, client: aiohttp.ClientSession, headers: dict[str, str]
 ) -> None:
-    for path in ("/metrics", "/", "/-/healthy"):
+    for path in ("/metrics", "/", "/-/reload"):
         async with client.get(f"https://127.0.0.1:{served}{path}", headers=headers) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"].startswith("Basic")
@@ -222,5 +227,100 @@ async def test_wrong_passwords_do_not_stall_an_authorized_scrape(
             assert [s for s, _ in await asyncio.gather(*wrong)] == [401] * 6
             assert status == 200
             assert took < 0.1, f"an authorized scrape waited {took:.3f}s behind bcrypt"
+    finally:
+        await runner.cleanup()
+
+
+async def test_probes_are_served_without_credentials(
+    served: int, client: aiohttp.ClientSession
+) -> None:
+    """kubelet's httpGet probes send no Authorization header."""
+    for path in ("/-/healthy", "/-/ready"):
+        async with client.get(f"https://127.0.0.1:{served}{path}") as resp:
+            assert resp.status == 200
+
+
+@pytest.fixture
+async def plain(hashed: str) -> AsyncIterator[int]:
+    """The app behind basic auth over plain HTTP on loopback: its port."""
+    users = {USER: hashed.encode()}
+    app = create_app(Store(render_target), middlewares=[basic_auth_middleware(users)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield runner.addresses[0][1]
+    await runner.cleanup()
+
+
+async def raw_status(port: int, authorization: bytes) -> int:
+    """Status of GET /metrics with the Authorization header sent byte for byte."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: "
+        + authorization
+        + b"\r\n\r\n"
+    )
+    status = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return int(status.split()[1])
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param(b"Basic " + base64.b64encode(f"{USER}:{'x' * 73}".encode()), id="73-bytes"),
+        pytest.param(
+            b"Basic " + base64.b64encode(f"{USER}:{SECRET}".encode() + b"\xff" * 80),
+            id="secret-then-long-tail",
+        ),
+        pytest.param(b"Basic " + base64.b64encode(b"\xff\xfe:\xff"), id="0xff-in-credentials"),
+        pytest.param("Basic pässwörd".encode(), id="non-ascii-utf8-header"),
+        pytest.param(b"Basic \xff\xfe\xfd", id="0xff-in-header"),
+        pytest.param(b"Basic " + base64.b64encode(USER.encode()), id="no-colon"),
+        pytest.param(b"Basic abc", id="bad-padding"),
+        pytest.param(b"Basic " + base64.b64encode(f"{USER}:a\0b".encode()), id="nul-byte"),
+        pytest.param(b"Basic", id="no-token"),
+    ],
+)
+async def test_a_hostile_authorization_header_is_401_not_500(
+    plain: int, authorization: bytes
+) -> None:
+    assert await raw_status(plain, authorization) == 401
+
+
+async def test_a_flood_of_wrong_passwords_does_not_delay_a_first_time_user(
+    tls_files: Path,
+) -> None:
+    """300 wrong passwords at once: bcrypt work is bounded and the rest are turned away at once."""
+    slow_hash = bcrypt.hashpw(SECRET.encode(), bcrypt.gensalt(10)).decode()
+    config = load_web_config(write(tls_files, f"basic_auth_users:\n  {USER}: '{slow_hash}'\n"))
+    app = create_app(Store(render_target), middlewares=[basic_auth_middleware(config.users)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def get(password: str) -> tuple[int, float]:
+                started = time.monotonic()
+                async with session.get(url, headers=basic(USER, password)) as resp:
+                    return resp.status, time.monotonic() - started
+
+            flood = [asyncio.create_task(get(f"wrong{i}")) for i in range(300)]
+            await asyncio.sleep(0.05)
+            status, took = await get(SECRET)
+            statuses = [s for s, _ in await asyncio.gather(*flood)]
+            assert status in (200, 429)  # never stuck behind 300 bcrypt checks
+            assert took < 1.0, f"a first-time user waited {took:.2f}s"
+            # at most the running and queued checks were bcrypt-verified, the rest turned away
+            assert set(statuses) <= {401, 429} and statuses.count(401) <= 20
+            assert (await get(SECRET))[0] == 200
+            status, took = await get(SECRET)
+            assert status == 200 and took < 0.1  # from the cache
     finally:
         await runner.cleanup()
