@@ -4,6 +4,7 @@ and no credential reaches the log even at debug level."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,104 +23,244 @@ SECRET_URL_PASSWORD = "hunter2-in-url"
 SHORT_KEY = "shortkey"
 T = "wa=http://127.0.0.1:9"  # a valid target for cases about other settings
 
-# id -> (environment, extra arguments, the setting the line must name)
+P = "invalid setting "
+CFG = "--config.file"
+
+# id -> (environment, extra arguments, how the line begins after the program's name)
 CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
-    "api-key-too-short": ({"WA_TARGETS": T, "WA_API_KEY": SHORT_KEY}, [], "WA_API_KEY"),
-    "api-key-too-long": ({"WA_TARGETS": T, "WA_API_KEY": "k" * 129}, [], "WA_API_KEY"),
-    "no-targets": ({}, [], "WA_TARGETS"),
-    "empty-targets": ({"WA_TARGETS": " , "}, [], "WA_TARGETS"),
-    "ftp-url": ({"WA_TARGETS": "wa=ftp://wa.example:21"}, [], "WA_TARGETS"),
-    "url-without-scheme": ({"WA_TARGETS": "wa.example"}, [], "WA_TARGETS"),
+    "api-key-too-short": ({"WA_TARGETS": T, "WA_API_KEY": SHORT_KEY}, [], P + "WA_API_KEY: "),
+    "api-key-too-long": ({"WA_TARGETS": T, "WA_API_KEY": "k" * 129}, [], P + "WA_API_KEY: "),
+    "api-key-with-a-newline": (
+        {"WA_TARGETS": T, "WA_API_KEY": f"{SHORT_KEY}\n{SHORT_KEY}"},
+        [],
+        P + "WA_API_KEY: must not contain a newline",
+    ),
+    "api-key-and-key-file": (
+        {"WA_TARGETS": T, "WA_API_KEY": "k" * 20, "WA_API_KEY_FILE": "{tmp}/good.key"},
+        [],
+        P + "WA_API_KEY_FILE: WA_API_KEY and WA_API_KEY_FILE are both set",
+    ),
+    "password-and-password-file": (
+        {
+            "WA_TARGETS": T,
+            "WA_USERNAME": "monitor",
+            "WA_PASSWORD": "pw",
+            "WA_PASSWORD_FILE": "{tmp}/good.key",
+        },
+        [],
+        P + "WA_PASSWORD_FILE: WA_PASSWORD and WA_PASSWORD_FILE are both set",
+    ),
+    "no-targets": ({}, [], P + "WA_TARGETS (--target): at least one target is required"),
+    "empty-targets": ({"WA_TARGETS": " , "}, [], P + "WA_TARGETS (--target): "),
+    "ftp-url": ({"WA_TARGETS": "wa=ftp://wa.example:21"}, [], P + "WA_TARGETS (--target): "),
+    "url-without-scheme": ({"WA_TARGETS": "wa.example"}, [], P + "WA_TARGETS (--target): "),
     "credentials-in-url": (
         {"WA_TARGETS": f"wa=https://admin:{SECRET_URL_PASSWORD}@wa.example"},
         [],
-        "WA_TARGETS",
+        P + "WA_TARGETS (--target): credentials in a target URL are not allowed",
     ),
     "ftp-url-with-credentials": (
         {"WA_TARGETS": f"ftp://admin:{SECRET_URL_PASSWORD}@wa.example"},
         [],
-        "WA_TARGETS",
+        P + "WA_TARGETS (--target): ",
     ),
     "duplicate-names": (
         {"WA_TARGETS": "a=http://h1:9090,a=http://h2:9090"},
         [],
-        "WA_TARGETS",
+        P + "WA_TARGETS (--target): target name 'a' is used twice",
     ),
     "duplicate-default-names": (
         {"WA_TARGETS": "http://h1:9090,http://h1:9090/"},
         [],
-        "WA_TARGETS",
+        P + "WA_TARGETS (--target): target name 'h1:9090' is used twice",
     ),
     "duplicate-names-by-flag": (
         {},
         ["--target", "a=http://h1:1", "--target", "a=http://h2:1"],
-        "WA_TARGETS",
+        P + "WA_TARGETS (--target): target name 'a' is used twice",
     ),
-    "negative-interval": ({"WA_TARGETS": T, "WA_POLL_INTERVAL": "-1"}, [], "WA_POLL_INTERVAL"),
-    "zero-interval": ({"WA_TARGETS": T, "WA_POLL_INTERVAL": "0"}, [], "WA_POLL_INTERVAL"),
-    "infinite-interval": ({"WA_TARGETS": T, "WA_POLL_INTERVAL": "inf"}, [], "WA_POLL_INTERVAL"),
-    "non-numeric-timeout": ({"WA_TARGETS": T, "WA_POLL_TIMEOUT": "10s"}, [], "WA_POLL_TIMEOUT"),
-    "nan-stale-after": ({"WA_TARGETS": T, "WA_STALE_AFTER": "nan"}, [], "WA_STALE_AFTER"),
-    "negative-stale-after": ({"WA_TARGETS": T, "WA_STALE_AFTER": "-90"}, [], "WA_STALE_AFTER"),
-    "negative-max-backoff": ({"WA_TARGETS": T, "WA_MAX_BACKOFF": "-1"}, [], "WA_MAX_BACKOFF"),
+    "negative-interval": (
+        {"WA_TARGETS": T, "WA_POLL_INTERVAL": "-1"},
+        [],
+        P + "WA_POLL_INTERVAL (--poll.interval): ",
+    ),
+    "zero-interval": (
+        {"WA_TARGETS": T, "WA_POLL_INTERVAL": "0"},
+        [],
+        P + "WA_POLL_INTERVAL (--poll.interval): ",
+    ),
+    "sub-second-interval": (
+        {"WA_TARGETS": T, "WA_POLL_INTERVAL": "500ms"},
+        [],
+        P + "WA_POLL_INTERVAL (--poll.interval): must be at least 1s",
+    ),
+    "infinite-interval": (
+        {"WA_TARGETS": T, "WA_POLL_INTERVAL": "inf"},
+        [],
+        P + "WA_POLL_INTERVAL (--poll.interval): ",
+    ),
+    "not-a-duration": (
+        {"WA_TARGETS": T, "WA_POLL_TIMEOUT": "10 parsecs"},
+        [],
+        P + "WA_POLL_TIMEOUT (--poll.timeout): is not a duration",
+    ),
+    "nan-stale-after": (
+        {"WA_TARGETS": T, "WA_STALE_AFTER": "nan"},
+        [],
+        P + "WA_STALE_AFTER (--poll.stale-after): ",
+    ),
+    "negative-stale-after": (
+        {"WA_TARGETS": T, "WA_POLL_STALE_AFTER": "-90"},
+        [],
+        P + "WA_POLL_STALE_AFTER (--poll.stale-after): ",
+    ),
+    "stale-before-the-next-poll": (
+        {"WA_TARGETS": T, "WA_POLL_INTERVAL": "1m"},
+        ["--poll.stale-after", "30s"],
+        P + "WA_POLL_STALE_AFTER (--poll.stale-after): is shorter than the poll interval",
+    ),
+    "negative-max-backoff": (
+        {"WA_TARGETS": T, "WA_MAX_BACKOFF": "-1"},
+        [],
+        P + "WA_MAX_BACKOFF (--poll.max-backoff): ",
+    ),
     "negative-interval-flag": (
         {"WA_TARGETS": T},
         ["--poll.interval", "-5"],
-        "WA_POLL_INTERVAL (--poll.interval)",
+        P + "WA_POLL_INTERVAL (--poll.interval): ",
     ),
-    "zero-concurrency": ({"WA_TARGETS": T, "WA_MAX_CONCURRENCY": "0"}, [], "WA_MAX_CONCURRENCY"),
+    "zero-concurrency": (
+        {"WA_TARGETS": T, "WA_MAX_CONCURRENCY": "0"},
+        [],
+        P + "WA_MAX_CONCURRENCY (--poll.max-concurrency): ",
+    ),
     "non-numeric-size-cap": (
         {"WA_TARGETS": T, "WA_MAX_RESPONSE_BYTES": "4MiB"},
         [],
-        "WA_MAX_RESPONSE_BYTES",
+        P + "WA_MAX_RESPONSE_BYTES (--poll.max-response-bytes): ",
+    ),
+    "zero-max-series": (
+        {"WA_TARGETS": T},
+        ["--poll.max-series", "0"],
+        P + "WA_POLL_MAX_SERIES (--poll.max-series): ",
+    ),
+    "old-and-new-name-disagree": (
+        {"WA_TARGETS": T, "WA_MAX_SERIES": "10", "WA_POLL_MAX_SERIES": "20"},
+        [],
+        P + "WA_MAX_SERIES and WA_POLL_MAX_SERIES: both are set, to different values",
     ),
     "missing-ca-file": (
         {"WA_TARGETS": T, "WA_TLS_CA_FILE": "{tmp}/nope.pem"},
         [],
-        "WA_TLS_CA_FILE",
+        P + "WA_TLS_CA_FILE (--tls.ca-file): {tmp}/nope.pem is not a readable file",
     ),
     "ca-file-not-pem": (
         {"WA_TARGETS": T, "WA_TLS_CA_FILE": "{tmp}/garbage.txt"},
         [],
-        "WA_TLS_CA_FILE",
+        P + "WA_TLS_CA_FILE (--tls.ca-file): {tmp}/garbage.txt holds no usable CA certificate",
     ),
     "missing-api-key-file": (
         {"WA_TARGETS": T, "WA_API_KEY_FILE": "{tmp}/nope.key"},
         [],
-        "WA_API_KEY_FILE",
+        P + "WA_API_KEY_FILE: cannot read {tmp}/nope.key: FileNotFoundError",
     ),
     "short-key-in-file": (
         {"WA_TARGETS": T, "WA_API_KEY_FILE": "{tmp}/short.key"},
         [],
-        "WA_API_KEY_FILE",
+        P + "WA_API_KEY_FILE: {tmp}/short.key holds no usable API key",
     ),
     "missing-password-file": (
         {"WA_TARGETS": T, "WA_USERNAME": "monitor", "WA_PASSWORD_FILE": "{tmp}/nope.pw"},
         [],
-        "WA_PASSWORD_FILE",
+        P + "WA_PASSWORD_FILE: ",
     ),
     "username-without-password": (
         {"WA_TARGETS": T, "WA_USERNAME": "monitor"},
         [],
-        "WA_USERNAME",
+        P + "WA_USERNAME: WA_USERNAME needs WA_PASSWORD or WA_PASSWORD_FILE",
     ),
     "bad-listen-address": (
         {"WA_TARGETS": T, "WA_LISTEN_ADDRESS": "everywhere"},
         [],
-        "WA_LISTEN_ADDRESS",
+        P + "WA_LISTEN_ADDRESS (--web.listen-address): ",
     ),
-    "bad-log-level": ({"WA_TARGETS": T, "WA_LOG_LEVEL": "loud"}, [], "WA_LOG_LEVEL"),
-    "bad-tls-verify": ({"WA_TARGETS": T, "WA_TLS_VERIFY": "perhaps"}, [], "WA_TLS_VERIFY"),
+    "unroutable-telemetry-path": (
+        {"WA_TARGETS": T, "WA_WEB_TELEMETRY_PATH": "/{x"},
+        [],
+        P + "WA_WEB_TELEMETRY_PATH (--web.telemetry-path): ",
+    ),
+    "bad-log-level": (
+        {"WA_TARGETS": T, "WA_LOG_LEVEL": "loud"},
+        [],
+        P + "WA_LOG_LEVEL (--log.level): ",
+    ),
+    "bad-tls-verify": (
+        {"WA_TARGETS": T, "WA_TLS_VERIFY": "perhaps"},
+        [],
+        P + "WA_TLS_VERIFY (--tls.verify): ",
+    ),
+    "shard-not-below-total": (
+        {"WA_TARGETS": T, "WA_SHARD": "wa-exporter-3", "WA_TOTAL_SHARDS": "3"},
+        [],
+        P + "WA_SHARD (--shard): must be below the number of shards (3)",
+    ),
+    "shard-not-a-pod-name": (
+        {"WA_TARGETS": T},
+        ["--shard", "wa-exporter"],
+        P + "WA_SHARD (--shard): ",
+    ),
     "missing-web-config": (
         {"WA_TARGETS": T, "WA_WEB_CONFIG_FILE": "{tmp}/nope.yml"},
         [],
-        "WA_WEB_CONFIG_FILE",
+        P + "WA_WEB_CONFIG_FILE (--web.config.file): ",
     ),
     "web-config-unknown-key": (
         {"WA_TARGETS": T},
         ["--web.config.file", "{tmp}/web.yml"],
-        "WA_WEB_CONFIG_FILE",
+        P + "WA_WEB_CONFIG_FILE (--web.config.file): ",
     ),
+    "missing-config-file": (
+        {},
+        [CFG, "{tmp}/nope.yml"],
+        P + "WA_CONFIG_FILE (--config.file): {tmp}/nope.yml is not a readable file",
+    ),
+    "config-unknown-auth": (
+        {},
+        [CFG, "{tmp}/unknown-auth.yml"],
+        '{tmp}/unknown-auth.yml: targets[1].auth: no auth named "prdo"',
+    ),
+    "config-unreadable-secret": (
+        {"WA_CONFIG_FILE": "{tmp}/missing-secret.yml"},
+        [],
+        "{tmp}/missing-secret.yml: auths.prod.api_key_file: cannot read {tmp}/nope.key",
+    ),
+    "config-duplicate-of-wa-targets": (
+        {"WA_TARGETS": T, "WA_CONFIG_FILE": "{tmp}/duplicate.yml"},
+        [],
+        '{tmp}/duplicate.yml: targets[0]: target name "wa" is also defined at WA_TARGETS',
+    ),
+    "config-secret-in-a-bad-key": (
+        {},
+        [CFG, "{tmp}/inline-short-key.yml"],
+        "{tmp}/inline-short-key.yml: auths.prod.api_key: must be 12 to 128 characters",
+    ),
+    "target-file-bad-url": (
+        {},
+        [CFG, "{tmp}/with-target-files.yml"],
+        "{tmp}/targets/bad.yml: [0].targets[0]: 'wa.example' is not an http:// or https://",
+    ),
+}
+
+CONFIG_FILES = {
+    "unknown-auth.yml": "auths: {prod: {api_key_file: good.key}}\n"
+    "targets: [{url: 'https://a.example', auth: prod}, {url: 'https://b.example', auth: prdo}]\n",
+    "missing-secret.yml": "auths: {prod: {api_key_file: nope.key}}\n"
+    "targets: [{url: 'https://a.example', auth: prod}]\n",
+    "duplicate.yml": "targets: [{name: wa, url: 'https://a.example'}]\n",
+    "inline-short-key.yml": f"auths: {{prod: {{api_key: {SHORT_KEY}}}}}\n"
+    "targets: [{url: 'https://a.example', auth: prod}]\n",
+    "with-target-files.yml": "target_files: [targets/*.yml]\n",
+    "targets/bad.yml": "- targets: [wa.example]\n",
 }
 
 
@@ -134,26 +275,31 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("cli")
     (tmp / "garbage.txt").write_text("this is not a certificate\n")
     (tmp / "short.key").write_text(SHORT_KEY + "\n")
+    (tmp / "good.key").write_text("k" * 20 + "\n")
     (tmp / "web.yml").write_text("basic_auth: {}\n")
+    (tmp / "targets").mkdir()
+    for name, text in CONFIG_FILES.items():
+        (tmp / name).write_text(text)
     return tmp
 
 
 def prepared(case: str, tmp: Path) -> tuple[dict[str, str], list[str]]:
     env, args, _ = CASES[case]
-    env = {"WA_LISTEN_ADDRESS": "127.0.0.1:0", **env}
+    if "WA_LISTEN_ADDRESS" not in env:
+        env = {"WA_LISTEN_ADDRESS": "127.0.0.1:0", **env}
     return (
         {k: v.replace("{tmp}", str(tmp)) for k, v in env.items()},
         [a.replace("{tmp}", str(tmp)) for a in args],
     )
 
 
-def check_line(code: int | str | None, stderr: str, stdout: str, case: str) -> None:
+def check_line(code: int | str | None, stderr: str, stdout: str, case: str, tmp: Path) -> None:
     lines = stderr.strip().splitlines()
     assert code == 2, stderr
     assert "Traceback" not in stderr
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("whatsapp-support-exporter: invalid setting ")
-    assert CASES[case][2] in lines[0]
+    begins = "whatsapp-support-exporter: " + CASES[case][2].replace("{tmp}", str(tmp))
+    assert lines[0].startswith(begins), lines[0]
     assert SECRET_URL_PASSWORD not in stderr
     assert SHORT_KEY not in stderr
     assert stdout == ""
@@ -173,17 +319,27 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 
-    def accepted(*_: Any) -> None:
+    def accepted(work: Coroutine[Any, Any, None]) -> None:
+        work.close()
         raise AssertionError(f"the settings of {case} were accepted")
 
-    monkeypatch.setattr(entry, "setup_logging", accepted)
+    # Logging is configured before the fleet is loaded; keep the test process's own logging.
+    monkeypatch.setattr(entry, "setup_logging", lambda *_: None)
+    monkeypatch.setattr(entry, "run", accepted)
     with pytest.raises(SystemExit) as exited:
         entry.main(args)
     captured = capsys.readouterr()
-    check_line(exited.value.code, captured.err, captured.out, case)
+    check_line(exited.value.code, captured.err, captured.out, case, files)
 
 
-PROCESS_CASES = ["no-targets", "api-key-too-short", "ca-file-not-pem", "web-config-unknown-key"]
+PROCESS_CASES = [
+    "no-targets",
+    "api-key-too-short",
+    "ca-file-not-pem",
+    "web-config-unknown-key",
+    "sub-second-interval",
+    "config-unknown-auth",
+]
 
 
 def test_the_real_process_exits_2_with_one_line_and_no_traceback(files: Path) -> None:
@@ -199,11 +355,11 @@ def test_the_real_process_exits_2_with_one_line_and_no_traceback(files: Path) ->
         )
     for case, proc in procs.items():
         try:
-            out, err = proc.communicate(timeout=10)
+            out, err = proc.communicate(timeout=30)  # all start at once on a small machine
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        check_line(proc.returncode, err, out, case)
+        check_line(proc.returncode, err, out, case, files)
 
 
 # -- running processes ------------------------------------------------------------------------
@@ -235,12 +391,12 @@ def wait_until(predicate: Any, within: float = 10.0) -> None:
 
 
 @pytest.fixture
-def hanging_upstream() -> Iterator[str]:
-    """A port that accepts connections and never answers."""
+def hanging_upstream() -> Iterator[socket.socket]:
+    """A port that accepts connections (the kernel does) and never answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield sock
 
 
 def start_exporter(args: list[str], **env: str) -> tuple[subprocess.Popen[str], str]:
@@ -276,7 +432,7 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, float, str]:
 
 
 def test_sigterm_stops_the_demo_quickly_and_cleanly() -> None:
-    proc, base = start_exporter(["--demo", "--poll.interval", "0.2"])
+    proc, base = start_exporter(["--demo", "--poll.interval", "1s"])
     wait_until(lambda: 'whatsapp_up{target="cluster"} 1' in get(f"{base}/metrics")[1])
     code, took, err = stop(proc)
     assert code == 0, err
@@ -284,11 +440,13 @@ def test_sigterm_stops_the_demo_quickly_and_cleanly() -> None:
     assert "Traceback" not in err
 
 
-def test_sigterm_cancels_a_poll_hanging_on_the_upstream(hanging_upstream: str) -> None:
+def test_sigterm_cancels_a_poll_hanging_on_the_upstream(hanging_upstream: socket.socket) -> None:
+    url = f"http://127.0.0.1:{hanging_upstream.getsockname()[1]}"
     proc, base = start_exporter(
-        ["--poll.timeout", "60", "--poll.interval", "0.05"], WA_TARGETS=f"stuck={hanging_upstream}"
+        ["--poll.timeout", "60", "--poll.interval", "1s"], WA_TARGETS=f"stuck={url}"
     )
-    time.sleep(0.3)  # the first poll starts within the first interval, then hangs
+    # the first poll (within the first second) connects, sends its request, and hangs
+    assert select.select([hanging_upstream], [], [], 5)[0], "no poll reached the upstream"
     assert 'whatsapp_up{target="stuck"} 0' in get(f"{base}/metrics")[1]
     code, took, err = stop(proc)
     assert code == 0, err
@@ -341,7 +499,7 @@ def test_no_credential_reaches_the_log_even_at_debug_level(
     # so the key, the password and the token all pass through the exporter.
     wrong_key = "exporter-side-key-93c1f0aa"
     proc, base = start_exporter(
-        ["--log.level", "debug", "--poll.interval", "0.1"],
+        ["--log.level", "debug", "--poll.interval", "1s"],
         WA_TARGETS=targets,
         WA_API_KEY=wrong_key,
         WA_USERNAME=creds["user"],
