@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from exporter.settings import (
     FLAGS,
+    SETTINGS,
     Credentials,
     SecretFileError,
     SettingsError,
@@ -18,6 +19,8 @@ from exporter.settings import (
     TLSOptions,
     build_parser,
     env_name,
+    env_names,
+    flag_name,
     load_settings,
     setting_warnings,
 )
@@ -426,3 +429,22 @@ def test_targets_without_credentials_are_one_warning(monkeypatch: pytest.MonkeyP
 def test_demo_needs_no_targets() -> None:
     settings = load_settings(["--demo"])
     assert settings.demo and setting_warnings(settings, {}) == []
+
+
+# -- the documentation ------------------------------------------------------------------------
+
+
+def test_the_configuration_guide_lists_every_setting_with_its_names_and_flag() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {}
+    for row in rows:
+        variable, aliases, flags = (re.findall(r"`([^`]+)`", cell) for cell in row.split("|")[1:4])
+        documented[variable[0]] = (aliases, flags)
+    assert list(documented) == [env_name(field) for field in SETTINGS]
+    for field in SETTINGS:
+        aliases, flags = documented[env_name(field)]
+        assert aliases == list(env_names(field)[1:]), field
+        flag = flag_name(field)
+        assert flags[:1] == ([flag] if flag else []), field
