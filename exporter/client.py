@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import ContentEncodingError
 
 from exporter import __version__
 from exporter.errors import PollError, Reason
@@ -115,9 +116,9 @@ def classify(err: BaseException) -> PollError:
     if isinstance(err, aiohttp.ServerDisconnectedError):
         return PollError(Reason.CONNECT, "the server closed the connection")
     if isinstance(err, aiohttp.ClientPayloadError):
-        if isinstance(err.__cause__, aiohttp.ClientConnectionError | OSError):
-            return PollError(Reason.CONNECT, "the connection broke while reading the body")
-        return PollError(Reason.INVALID_RESPONSE, f"malformed body ({_text(err)})")
+        if isinstance(err.__cause__, ContentEncodingError):
+            return PollError(Reason.INVALID_RESPONSE, "the body cannot be decompressed")
+        return PollError(Reason.CONNECT, "the connection broke while reading the body")
     if isinstance(err, aiohttp.ClientResponseError):  # the HTTP parser refused the answer
         return PollError(Reason.INVALID_RESPONSE, f"malformed HTTP answer ({_text(err)})")
     if isinstance(err, aiohttp.ClientError | OSError):

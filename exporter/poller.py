@@ -66,6 +66,7 @@ class Budget:
 def ssl_for(options: TLSOptions) -> ssl.SSLContext | bool:
     """The TLS policy of a target: its CA file, the system store, or no verification."""
     if not options.verify:
+        log.warning("TLS certificate verification of an upstream is off")
         return False
     return ssl.create_default_context(cafile=str(options.ca_file) if options.ca_file else None)
 
@@ -110,11 +111,13 @@ class TargetPoller:
         self.failures = 0
         self._stale_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.stopped = False
         self._publish(self.snapshot)
 
     def _publish(self, snapshot: TargetSnapshot) -> None:
         self.snapshot = snapshot
-        self.store.update(snapshot)
+        if not self.stopped:  # a removed target must not come back
+            self.store.update(snapshot)
 
     def _count_login(self, result: str) -> None:
         self.snapshot = replace(self.snapshot, logins=bumped(self.snapshot.logins, result))
@@ -130,7 +133,11 @@ class TargetPoller:
         await asyncio.sleep(on_tick(loop.time(), first, tick))
         while True:
             started = loop.time()
-            delay = await self.poll_once()
+            try:
+                delay = await self.poll_once()
+            except Exception:  # a bug in the bookkeeping costs one poll, not the target's task
+                log.exception("poll crashed", extra={"target": self.target.name})
+                delay = self.settings.poll_interval
             await asyncio.sleep(
                 on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick)
             )
@@ -287,6 +294,7 @@ class TargetPoller:
             self._publish(replace(self.snapshot, support=None, health=None, shards_configured=None))
 
     async def stop(self) -> None:
+        self.stopped = True
         if self._stale_timer is not None:
             self._stale_timer.cancel()
         if self.task is not None:
@@ -316,8 +324,6 @@ class Poller:
     def _ssl_for(self, options: TLSOptions) -> ssl.SSLContext | bool:
         context = self._ssl.get(options)
         if context is None:
-            if not options.verify:
-                log.warning("TLS certificate verification of an upstream is off")
             context = self._ssl[options] = ssl_for(options)
         return context
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from exporter.client import new_session
 from exporter.collector import render_target
 from exporter.exposition import Exposition
-from exporter.poller import Budget, TargetPoller
+from exporter.poller import Budget, TargetPoller, ssl_for
 from exporter.settings import Credentials, Settings, Target
 from exporter.simulator import Simulator
 from exporter.snapshot import TargetSnapshot
@@ -90,6 +90,7 @@ class Harness:
             self.store,
             settings,
             Budget(settings.max_concurrency),
+            ssl_context=ssl_for(target.tls),
             clock=clock,
             rng=random.Random(1),
         )
@@ -132,7 +133,10 @@ async def harness(sim_base: str) -> AsyncIterator[Callable[..., Harness]]:
             password=SecretStr(password) if password else None,
         )
         target = Target(
-            name=instance, url=url or f"{sim_base}/{instance}", credentials=credentials
+            name=instance,
+            url=url or f"{sim_base}/{instance}",
+            credentials=credentials,
+            tls=settings.tls(),
         )
         h = Harness(session, settings, target, clock or _wall_clock)
         pollers.append(h.poller)

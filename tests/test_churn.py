@@ -64,7 +64,7 @@ async def test_churning_containers_and_targets_leave_nothing_behind(
 ) -> None:
     sim, sim_base = fast_sim
     rng = random.Random(7)
-    settings = make_settings()
+    settings = make_settings(collector_health=False, collector_shards=False)
     store = Store(render_target)
     exposition = Exposition(store)
     session = harness("unused").client.session  # a session the fixture closes
@@ -80,8 +80,8 @@ async def test_churning_containers_and_targets_leave_nothing_behind(
             target, session, store, settings, budget, rng=random.Random(1)
         )
 
-    def remove_target(name: str) -> None:
-        live.pop(name)
+    async def remove_target(name: str) -> None:
+        await live.pop(name).stop()
         store.delete(name)
 
     for i in range(4):
@@ -89,7 +89,7 @@ async def test_churning_containers_and_targets_leave_nothing_behind(
 
     async def cycle(n: int) -> None:
         if rng.random() < 0.3 and len(live) > 1:
-            remove_target(rng.choice(sorted(live)))
+            await remove_target(rng.choice(sorted(live)))
         newcomer = f"t{rng.randrange(8)}"
         if rng.random() < 0.3 and newcomer not in live:
             add_target(newcomer)
@@ -123,6 +123,6 @@ async def test_churning_containers_and_targets_leave_nothing_behind(
     )
     assert grown < 256 * 1024, f"exporter allocations grew by {grown} bytes over {CYCLES} cycles"
     for name in list(live):
-        remove_target(name)
+        await remove_target(name)
     text = exposition.render().decode()
     assert targets_in(text) == set()

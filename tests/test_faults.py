@@ -302,7 +302,7 @@ async def test_retry_after_in_seconds_is_honoured(harness: Any, sim: Simulator) 
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 429
     inst.faults.retry_after = "42"
-    h = harness("wa", poll_interval=0.01, max_backoff=1.0)
+    h = harness("wa", poll_interval=0.01, max_backoff=100.0)
     assert await h.poll() == pytest.approx(42.0)
     inst.faults.status = 503
     inst.faults.retry_after = "7"
@@ -314,21 +314,23 @@ async def test_retry_after_as_an_http_date_is_honoured(harness: Any, sim: Simula
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 503
     inst.faults.retry_after = email.utils.formatdate(clock.now + 120, usegmt=True)
-    h = harness("wa", poll_interval=0.01, max_backoff=1.0, clock=clock)
+    h = harness("wa", poll_interval=0.01, max_backoff=300.0, clock=clock)
     assert await h.poll() == pytest.approx(120.0, abs=1.0)
 
 
-async def test_retry_after_of_days_is_capped_and_garbage_is_ignored(
+async def test_retry_after_never_parks_a_target_past_max_backoff_and_garbage_is_ignored(
     harness: Any, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 429
     inst.faults.retry_after = str(30 * 86400)
-    h = harness("wa", poll_interval=0.01, max_backoff=1.0)
-    assert await h.poll() == pytest.approx(3600.0)
-    inst.faults.retry_after = "soon, maybe"
-    assert await h.poll() <= 1.0
-    assert h.snapshot.errors["rate_limited"] == 2
+    h = harness("wa", poll_interval=0.01, max_backoff=5.0)
+    assert await h.poll() == pytest.approx(5.0)
+    for garbage in ("soon, maybe", "\u00b2", "-5", "1e3"):
+        inst.faults.retry_after = garbage
+        assert await h.poll() <= 5.0
+        assert h.snapshot.last_error == "rate_limited"
+    assert h.snapshot.errors["rate_limited"] == 5
 
 
 # -- staleness and churn of containers --------------------------------------------------------

@@ -107,7 +107,7 @@ def test_the_edge_cases_show_in_the_exposition_as_documented() -> None:
     )
     # a wrong-typed field is counted and the rest of its container exported
     assert (
-        'whatsapp_exporter_invalid_fields_total{target="multiconnect",field="free_space_data"} 1'
+        'whatsapp_exporter_invalid_fields_total{target="multiconnect",field="free_space"} 1'
         in text
     )
     assert (

@@ -34,15 +34,15 @@ async def test_polls_of_many_targets_start_together_on_the_grid(
 ) -> None:
     loop = asyncio.get_running_loop()
     starts: list[float] = []
-    from exporter.client import SupportClient
+    from exporter.client import Answer, Client
 
-    original = SupportClient.fetch_support
+    original = Client.attempt
 
-    async def recording(self: SupportClient) -> bytes:
+    async def recording(self: Client, **kwargs: bool) -> Answer:
         starts.append(loop.time())
-        return await original(self)
+        return await original(self, **kwargs)
 
-    monkeypatch.setattr(SupportClient, "fetch_support", recording)
+    monkeypatch.setattr(Client, "attempt", recording)
     names = [f"wa{i}" for i in range(6)]
     for name in names:
         sim.add_instance(name, "single")

@@ -76,7 +76,7 @@ def test_phone_number_is_reduced_to_registered_and_env_is_not_kept() -> None:
 @pytest.mark.parametrize(
     ("field", "bad", "counted_as"),
     [
-        ("free_space_data", "lots", "free_space_data"),
+        ("free_space_data", "lots", "free_space"),
         ("schema", "v7", "schema"),
         ("schema", {"message": "seven"}, "schema"),
         ("shards", [[5, 2]], "shards"),
@@ -84,7 +84,7 @@ def test_phone_number_is_reduced_to_registered_and_env_is_not_kept() -> None:
         ("expire_timestamp", "next tuesday", "expire_timestamp"),
         ("multi_connect", "yes", "multi_connect"),
         ("socket_conn", 1, "socket_conn"),
-        ("free_space_logs", True, "free_space_logs"),
+        ("free_space_logs", True, "free_space"),
     ],
 )
 def test_a_wrong_typed_field_is_dropped_and_named_while_the_rest_survives(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gzip
 import zlib
 from typing import Any
@@ -97,13 +99,11 @@ async def test_scrape_reflects_a_changed_snapshot_and_only_then(aiohttp_client: 
     store = store_with_one_target()
     client = await aiohttp_client(create_app(store))
     first = await (await client.get("/metrics")).text()
-    version = store.version
+    generation = store.generation
     again = await (await client.get("/metrics")).text()
-    assert store.version == version  # a scrape changes nothing
+    assert store.generation == generation  # a scrape changes nothing
     assert first.split("# HELP process")[0] == again.split("# HELP process")[0]
-    snap = store.snapshots["wa<script>"]
-    snap.polls = 2
-    store.update(snap)
+    store.update(replace(store.snapshots["wa<script>"], polls=2))
     after = await (await client.get("/metrics")).text()
     assert 'whatsapp_exporter_polls_total{target="wa<script>"} 2' in after
 
