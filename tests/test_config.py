@@ -428,12 +428,13 @@ def test_twenty_thousand_targets_from_target_files_load_in_well_under_two_second
         ]
         (tmp / "t" / f"f{f}.yml").write_text(json.dumps(groups))  # JSON is YAML too
     settings = settings_for(tmp, "auths: {prod: {api_key_file: key}}\ntarget_files: [t/*.yml]")
-    started = time.perf_counter()
+    # CPU time: the wall time of a shared CI machine says more about its neighbours
+    started, started_cpu = time.perf_counter(), time.process_time()
     targets = load_targets(settings)
-    took = time.perf_counter() - started
-    print(f"20000 targets from 20 YAML target files: {took:.2f} s")
+    took, took_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    print(f"20000 targets from 20 YAML target files: {took_cpu:.2f} s CPU, {took:.2f} s wall")
     assert len(targets) == 20000
-    assert took < 2.0
+    assert took_cpu < 2.0
     started = time.perf_counter()
     config_fingerprint(settings)
     assert time.perf_counter() - started < 0.1
