@@ -25,6 +25,7 @@ from exporter.config import ConfigError
 from exporter.fleet import Fleet
 from exporter.logs import setup_logging
 from exporter.poller import Poller
+from exporter.server import start_server
 from exporter.settings import (
     Credentials,
     Settings,
@@ -36,7 +37,13 @@ from exporter.settings import (
 )
 from exporter.store import Store
 from exporter.web import create_app
-from exporter.webconfig import WebConfig, WebConfigError, basic_auth_middleware, load_web_config
+from exporter.webconfig import (
+    PROBE_PATHS,
+    WebConfig,
+    WebConfigError,
+    basic_auth_middleware,
+    load_web_config,
+)
 
 log = logging.getLogger("exporter")
 
@@ -117,11 +124,14 @@ async def serve(
     if settings.demo:
         settings, targets, sim_runner = await start_demo_simulator(settings)
         fleet.settings = settings
+        fleet.demo()
         cleanups.append(sim_runner)
     poller = Poller(settings, store, targets)
     fleet.poller = poller
     middlewares = (
-        [basic_auth_middleware(web_config.users)] if web_config and web_config.users else []
+        [basic_auth_middleware(web_config.users, PROBE_PATHS)]
+        if web_config and web_config.users
+        else []
     )
     watch = settings.config_file is not None and not settings.demo
     background = [fleet.watch] if watch else []
@@ -134,20 +144,16 @@ async def serve(
         reload_status=lambda: _reload_text(fleet),
         background=background,
     )
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     host, port = split_listen_address(settings.listen_address)
     ssl_context = web_config.ssl_context if web_config else None
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context, reuse_address=True)
-        await site.start()
+        runner = await start_server(
+            app, host or None, port, ssl_context, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
     except OSError as err:
-        await runner.cleanup()
         for sim in cleanups:
             await sim.cleanup()
-        raise ListenError(
-            f"cannot listen on {settings.listen_address}: {err.strerror or err}"
-        ) from None
+        raise ListenError(err.strerror or str(err)) from None
     log.info(
         "listening",
         extra={

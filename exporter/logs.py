@@ -37,10 +37,24 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 
 
 def _logfmt_value(value: object) -> str:
+    """A logfmt value: booleans as Go writes them, control characters escaped (an upstream's
+    field names or errors must not forge log lines), quoted when needed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = str(value)
-    if text and not any(c in text for c in ' ="\\\n\t'):
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif not c.isprintable():
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
 
 
 class LogfmtFormatter(logging.Formatter):

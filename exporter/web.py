@@ -21,6 +21,7 @@ from exporter import __version__
 from exporter.exposition import Exposition
 from exporter.negotiation import choose, wants_gzip
 from exporter.poller import Poller
+from exporter.server import send_body
 from exporter.store import Store
 
 EXPOSITION = web.AppKey("exposition", Exposition)
@@ -37,7 +38,7 @@ LANDING = web.AppKey("landing", dict)  # cached page: {"key": (generation, secon
 LANDING_CACHE_SECONDS = 1.0
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     fmt = choose(request.headers.get("Accept", ""))
     gzip = wants_gzip(request.headers.get("Accept-Encoding", ""))
     exposition = request.app[EXPOSITION]
@@ -49,12 +50,11 @@ async def metrics(request: web.Request) -> web.Response:
         gzip = False
     else:
         body = exposition.render(openmetrics=fmt.openmetrics, gzip=gzip)
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = fmt.content_type
-    response.headers["Vary"] = "Accept, Accept-Encoding"
+    headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
     if gzip:
-        response.headers["Content-Encoding"] = "gzip"
-    return response
+        headers["Content-Encoding"] = "gzip"
+    # written in chunks: a client that does not read holds a bounded buffer, not the body
+    return await send_body(request, body, headers=headers)
 
 
 async def service_discovery(request: web.Request) -> web.Response:
