@@ -731,15 +731,16 @@ def fleet() -> list[cogbuilder.Builder[dm.Panel]]:
         ),
         bar_panel(
             "Targets per shard",
-            "Targets each shard of the fleet polls (--shard of --total-shards). A shard served "
-            "twice (a replica and its leftover) counts once.",
+            "Target names each shard of the fleet polls (--shard of --total-shards; targets are "
+            "assigned by name). A target polled by two replicas of one shard counts once.",
             "none",
             6,
             7,
         )
         .with_target(
             query(
-                f"max by (job, shard) ({targets} * on (job, instance) group_left (shard) {shard})",
+                f"count by (job, shard) (max by (job, shard, target) "
+                f"({sel('whatsapp_up')} * on (job, instance) group_left (shard) {shard}))",
                 legend="{{job}} shard {{shard}}",
                 instant=True,
             )
