@@ -29,7 +29,7 @@ def test_metrics_table_lists_exactly_the_collector_metrics_with_types_and_labels
     assert list(documented) == list(METRIC_NAMES)
     for name, (kind, labels) in documented.items():
         family = FAMILIES[name]
-        assert kind == family.type, name
+        assert kind == family.kind, name
         assert labels == family.labels, name
 
 

@@ -29,6 +29,7 @@ from tests.conftest import (
     SECRETS,
     USERNAME,
     FakeClock,
+    Harness,
     exporter_app_factory,
     make_settings,
     wait_for,
@@ -560,7 +561,7 @@ async def test_a_crashing_poll_costs_one_poll_not_the_target(
     harness: Any, sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim.add_instance("wa", "single")
-    h = harness("wa", poll_interval=0.01)
+    h: Harness = harness("wa", poll_interval=0.01)
     real = h.poller.poll_once
     calls = {"n": 0}
 

@@ -90,7 +90,7 @@ def test_promtool_accepts_the_golden_exposition(require_tool: object) -> None:
 def test_openmetrics_output_parses_with_the_reference_parser() -> None:
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-    families = {f.name: f for f in text_string_to_metric_families(GOLDEN_OM.read_text())}
+    families = {f.name: f for f in text_string_to_metric_families(GOLDEN_OM.read_text())}  # type: ignore[no-untyped-call]
     assert families["whatsapp_exporter_polls"].type == "counter"
     assert families["whatsapp_socket_state"].type == "gauge"
 
@@ -107,8 +107,7 @@ def test_the_edge_cases_show_in_the_exposition_as_documented() -> None:
     )
     # a wrong-typed field is counted and the rest of its container exported
     assert (
-        'whatsapp_exporter_invalid_fields_total{target="multiconnect",field="free_space"} 1'
-        in text
+        'whatsapp_exporter_invalid_fields_total{target="multiconnect",field="free_space"} 1' in text
     )
     assert (
         'whatsapp_build_info{target="multiconnect",host="mc-core-1",container_id="000000000003",version="v2.54.0"'

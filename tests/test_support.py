@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from exporter.support import InvalidResponse, parse_support
+from exporter.support import InvalidResponse, Support, parse_support
 
 
-def parse(support: object) -> object:
+def parse(support: object) -> Support:
     return parse_support(orjson.dumps({"support": support}))
 
 
@@ -44,14 +44,15 @@ def test_shard_pairs_are_inclusive_ranges() -> None:
     result = parse(
         {"h:1": {"shards": [[2, 5]]}, "h:2": {"shards": [[-1, -1], [0, 0]]}, "h:3": {"shards": []}}
     )
-    owned = [c.fields.shards for c in result.containers]  # type: ignore[attr-defined]
+    owned = [c.fields.shards for c in result.containers]
     assert owned == [frozenset({2, 3, 4, 5}), frozenset({-1, 0}), frozenset()]
 
 
 def test_expire_timestamp_without_offset_is_utc_and_with_offset_is_respected() -> None:
-    naive = parse({"expire_timestamp": "2018-09-27T14:26:07"}).containers[0].fields  # type: ignore[attr-defined]
-    offset = parse({"expire_timestamp": "2018-09-27T16:26:07+02:00"}).containers[0].fields  # type: ignore[attr-defined]
+    naive = parse({"expire_timestamp": "2018-09-27T14:26:07"}).containers[0].fields
+    offset = parse({"expire_timestamp": "2018-09-27T16:26:07+02:00"}).containers[0].fields
     assert naive.expire_timestamp == datetime(2018, 9, 27, 14, 26, 7, tzinfo=UTC)
+    assert offset.expire_timestamp is not None and naive.expire_timestamp is not None
     assert offset.expire_timestamp.timestamp() == naive.expire_timestamp.timestamp()
 
 
@@ -60,15 +61,15 @@ def test_free_space_near_two_to_the_63_survives_and_any_directory_is_kept() -> N
         parse({"free_space_data": 9223372036853727000, "free_space_backups": 1024})
         .containers[0]
         .fields
-    )  # type: ignore[attr-defined]
+    )
     assert fields.free_space == {"data": 9.223372036853727e18, "backups": 1024.0}
 
 
 def test_phone_number_is_reduced_to_registered_and_env_is_not_kept() -> None:
     registered = (
         parse({"debug_info": "+15550100", "env": ["WA_DB_PASSWORD=x"]}).containers[0].fields
-    )  # type: ignore[attr-defined]
-    unregistered = parse({"debug_info": "unregistered"}).containers[0].fields  # type: ignore[attr-defined]
+    )
+    unregistered = parse({"debug_info": "unregistered"}).containers[0].fields
     assert registered.registered is True and unregistered.registered is False
     assert "+15550100" not in repr(registered) and "WA_DB_PASSWORD" not in repr(registered)
 
@@ -91,15 +92,15 @@ def test_a_wrong_typed_field_is_dropped_and_named_while_the_rest_survives(
     field: str, bad: object, counted_as: str
 ) -> None:
     result = parse({"socket_conn": "UP", "version": "v2"} | {field: bad})
-    fields = result.containers[0].fields  # type: ignore[attr-defined]
-    assert result.invalid_fields == (counted_as,)  # type: ignore[attr-defined]
+    fields = result.containers[0].fields
+    assert result.invalid_fields == (counted_as,)
     assert fields.version == "v2"
 
 
 def test_unknown_fields_are_ignored() -> None:
     result = parse({"brand_new_field": {"x": 1}, "socket_conn": "SC"})
-    assert result.containers[0].fields.socket_conn == "SC"  # type: ignore[attr-defined]
-    assert result.invalid_fields == ()  # type: ignore[attr-defined]
+    assert result.containers[0].fields.socket_conn == "SC"
+    assert result.invalid_fields == ()
 
 
 @pytest.mark.parametrize(
@@ -121,5 +122,5 @@ def test_a_body_that_is_not_a_support_document_is_an_invalid_response(body: byte
 
 def test_a_cluster_entry_that_is_not_an_object_is_dropped_and_counted() -> None:
     result = parse({"h:1": {"socket_conn": "UP"}, "h:2": "garbage"})
-    assert len(result.containers) == 1  # type: ignore[attr-defined]
-    assert result.invalid_fields == ("container",)  # type: ignore[attr-defined]
+    assert len(result.containers) == 1
+    assert result.invalid_fields == ("container",)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import gzip
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from exporter.simulator import Simulator
 from exporter.collector import render_target
+from exporter.simulator import Simulator
 from exporter.snapshot import TargetSnapshot
 from exporter.store import Store
 from exporter.web import create_app
@@ -45,7 +44,7 @@ async def test_metrics_speak_openmetrics_when_asked(aiohttp_client: Any) -> None
     )
     text = await response.text()
     assert text.endswith("# EOF\n")
-    names = {family.name for family in text_string_to_metric_families(text)}
+    names = {family.name for family in text_string_to_metric_families(text)}  # type: ignore[no-untyped-call]
     assert {"whatsapp_up", "whatsapp_exporter_polls", "process_cpu_seconds"} <= names
 
 
