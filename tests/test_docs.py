@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from exporter.collector import FAMILIES, METRIC_NAMES
-from exporter.settings import FLAGS, Settings
+from exporter.settings import FLAGS, Settings, env_name, env_names
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -35,17 +35,19 @@ def test_metrics_table_lists_exactly_the_collector_metrics_with_types_and_labels
 
 def test_configuration_table_lists_every_setting_with_its_flag() -> None:
     rows = table_after("Configuration")
-    variables = {codes(row[0])[0]: codes(row[1]) for row in rows}
-    expected = {f"WA_{name.upper()}" for name in Settings.model_fields}
-    assert set(variables) == expected
+    variables = {codes(row[0])[0]: (codes(row[1]), codes(row[2])) for row in rows}
+    assert set(variables) == {env_name(name) for name in Settings.model_fields}
+    for name in Settings.model_fields:
+        aliases, _ = variables[env_name(name)]
+        assert set(aliases) == set(env_names(name)) - {env_name(name)}, name
     for flag, (field, _) in FLAGS.items():
-        assert flag in variables[f"WA_{field.upper()}"], flag
-    assert variables["WA_TARGETS"] == ["--target"]
+        assert flag in variables[env_name(field)][1], flag
+    assert variables["WA_TARGETS"][1] == ["--target"]
 
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme_command = re.findall(r"```sh\n(.+?)\n```", README)[1]
-    assert "pytest" in readme_command
+    assert readme_command.endswith("&& nox")
     ci = (ROOT / ".ci" / "run").read_text()
     # every step of the README's command, installs included, happens in CI
     for step in (
@@ -54,7 +56,7 @@ def test_ci_runs_the_readme_test_command() -> None:
         "prometheus",
         "python3 -m venv",
         "pip install -e '.[test]'",
-        "python -m pytest -q",
+        "nox",
     ):
         assert step in readme_command and step in ci, step
 
