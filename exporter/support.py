@@ -25,6 +25,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 MAX_SHARDS = 1024
 
 FREE_SPACE_PREFIX = "free_space_"
+# Bodies larger than this are decoded with a bound on their objects when a series limit is set.
+BOUNDED_DECODE_BYTES = 256 * 1024
 
 
 class InvalidResponse(Exception):
@@ -140,13 +142,19 @@ class Support:
     api_status: str | None = None  # meta.api_status of the answer: stable, experimental, deprecated
 
 
-def load_json(body: bytes) -> Any:
+def load_json(body: bytes, max_objects: int | None = None) -> Any:
     """Decode a body; a number too large for a double (``1e400``) becomes infinity, not a failure.
 
     orjson refuses such numbers outright, which would cost every field of the answer for one we
     may not even read; the standard parser reads them as ``inf``, and a field we export then
     fails its own validation (every value we export must be finite).
+
+    With ``max_objects``, a large body is decoded by a parser that stops at that many objects:
+    a few MiB of tiny containers would otherwise cost twenty times their size as Python objects
+    before the series limit could refuse them.
     """
+    if max_objects is not None and len(body) > BOUNDED_DECODE_BYTES:
+        return _load_bounded(body, max_objects)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -155,6 +163,31 @@ def load_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise InvalidResponse(f"body is not JSON ({first_error})") from None
+
+
+class _TooManyObjects(Exception):
+    pass
+
+
+def _load_bounded(body: bytes, max_objects: int) -> Any:
+    count = 0
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal count
+        count += 1
+        if count > max_objects:
+            raise _TooManyObjects
+        return dict(items)
+
+    try:
+        return json.loads(body, object_pairs_hook=pairs)
+    except _TooManyObjects:
+        raise InvalidResponse(
+            f"the answer holds more than {max_objects} objects, more than the series limit"
+            " allows (--poll.max-series)"
+        ) from None
+    except (ValueError, RecursionError):
+        raise InvalidResponse("body is not JSON") from None
 
 
 def _meta_status(document: dict[str, Any]) -> str | None:
@@ -169,7 +202,7 @@ def parse_support(body: bytes, *, max_series: int | None = None) -> Support:
     With ``max_series``, an answer that could export more series than that is refused before
     any container is validated: its cost is bounded by the limit, not by what the upstream sent.
     """
-    document = load_json(body)
+    document = load_json(body, max_series)
     if not isinstance(document, dict) or not isinstance(document.get("support"), dict):
         raise InvalidResponse("no support object in the response")
     support: dict[str, Any] = document["support"]
