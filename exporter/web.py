@@ -63,7 +63,8 @@ async def service_discovery(request: web.Request) -> web.Response:
     groups = [
         {
             "targets": [address],
-            "labels": {"__param_target": snap.name, "target": snap.name, **dict(snap.labels)},
+            # no `target` label here: the scraped series carry their own
+            "labels": {**dict(snap.labels), "__param_target": snap.name},
         }
         for snap in request.app[STORE].snapshots.values()
     ]
