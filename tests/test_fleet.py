@@ -383,3 +383,43 @@ async def test_sighup_reloads_a_running_exporter_keeping_counters_and_tokens(
         await asyncio.wait_for(proc.wait(), 5)
     assert "configuration reloaded" in err and "SIGHUP" in err
     assert PASSWORD_B not in err and KEY_A not in err
+
+
+# -- sharding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("total", [3, 4])
+async def test_replicas_of_one_fleet_poll_every_target_exactly_once_between_them(
+    total: int, start_replica: StartReplica, sim: Simulator, sim_base: str, tmp_path: Path
+) -> None:
+    names = [f"s{i}" for i in range(12)]
+    for name in names:
+        sim.add_instance(name, "single", api_key=KEY_A)
+    config = tmp_path / "config.yml"
+    write_yaml(
+        config,
+        {
+            "auths": {"a": {"api_key": KEY_A}},
+            "targets": [{"name": n, "url": f"{sim_base}/{n}", "auth": "a"} for n in names],
+        },
+    )
+    replicas = [
+        await start_replica(config_file=config, shard=shard, total_shards=total)
+        for shard in range(total)
+    ]
+    await wait_for(lambda: all(r.polls(n) >= 1 for r in replicas for n in r.poller.pollers))
+    for replica in replicas:
+        await replica.poller.stop()
+    owners: dict[str, list[int]] = {}
+    for shard, replica in enumerate(replicas):
+        text = replica.metrics()
+        assert metric(text, "whatsapp_exporter_shard_ordinal") == shard
+        assert metric(text, "whatsapp_exporter_total_shards") == total
+        for name in served_targets(text):
+            owners.setdefault(name, []).append(shard)
+    assert sorted(owners) == sorted(names)
+    assert all(len(shards) == 1 for shards in owners.values()), owners
+    for name, (shard,) in owners.items():
+        polls = replicas[shard].polls(name)
+        # only its owner asked (a poll cancelled by the stop may have reached the upstream)
+        assert polls <= sim.instance(name).requests["support"] <= polls + 1
