@@ -109,7 +109,7 @@ def rows(results: list[tuple[Target, Answer | PollError]], now: float) -> list[t
 
 def print_table(table: list[tuple[str, ...]], stream: TextIO) -> None:
     """Plain aligned columns; bold header and red "down" only on a terminal without NO_COLOR."""
-    color = stream.isatty() and "NO_COLOR" not in os.environ
+    color = stream.isatty() and not os.environ.get("NO_COLOR")  # no-color.org: set, non-empty
     widths = [max(len(row[i]) for row in [HEADER, *table]) for i in range(len(HEADER))]
 
     def line(row: tuple[str, ...]) -> str:
