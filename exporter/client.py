@@ -211,7 +211,7 @@ class Client:
                 collectors.append(("health", None))
             except PollError as err:
                 collectors.append(("health", err))
-        if shards:
+        if shards and any(c.fields.multi_connect for c in support.containers):
             try:
                 body = await self._within(deadline, self._get("/v1/account/shards"))
                 shard_count = parse_shard_count(body) if body else None

@@ -147,7 +147,7 @@ class TargetPoller:
         started = time.monotonic()
         wants_shards = (
             self.settings.collector_shards
-            and self._multiconnect()
+            and (self.snapshot.support is None or self._multiconnect())  # the client checks
             and self.snapshot.polls % SHARDS_EVERY == 0
         )
         try:
