@@ -26,8 +26,10 @@ OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 
 
 class Replica:
-    def __init__(self, client: TestClient[Any, Any], poller: Poller, store: Store) -> None:
-        self.client, self.poller, self.store = client, poller, store
+    def __init__(
+        self, client: TestClient[Any, Any], fleet: Fleet, poller: Poller, store: Store
+    ) -> None:
+        self.client, self.fleet, self.poller, self.store = client, fleet, poller, store
 
 
 StartReplica = Callable[..., Awaitable[Replica]]
@@ -59,7 +61,7 @@ async def start_replica(
         fleet = Fleet(settings, store)
         poller = fleet.poller = Poller(settings, store, fleet.initial())
         client = await aiohttp_client(create_app(store, poller=poller))
-        return Replica(client, poller, store)
+        return Replica(client, fleet, poller, store)
 
     yield start
 
@@ -81,7 +83,8 @@ async def test_sd_lists_this_replicas_targets_with_param_target_and_labels(
     for group in groups:
         assert group["targets"] == ["wa-exporter-1.wa:10042"]  # the address Prometheus used
         name = group["labels"]["__param_target"]
-        assert group["labels"] == {"__param_target": name, "target": name, "env": "prod"}
+        # the target's own labels; `target` itself the scraped series carry
+        assert group["labels"] == {"__param_target": name, "env": "prod"}
 
 
 async def test_sd_is_an_empty_list_for_a_replica_without_targets(
@@ -135,3 +138,20 @@ async def test_metrics_of_a_target_this_replica_does_not_poll_is_404(
     assert (await replica.client.get("/metrics", params={"target": mine})).status == 200
     assert (await replica.client.get("/metrics", params={"target": theirs})).status == 404
     assert (await replica.client.get("/metrics", params={"target": "nope"})).status == 404
+
+
+async def test_a_target_removed_by_a_reload_leaves_sd_and_its_metrics_are_404(
+    start_replica: StartReplica, sim_base: str
+) -> None:
+    replica = await start_replica()
+    assert replica.fleet.settings.config_file is not None
+    config = replica.fleet.settings.config_file
+    data = yaml.safe_load(config.read_text())
+    data["targets"] = [t for t in data["targets"] if t["name"] != "wa-5"]
+    config.write_text(yaml.safe_dump(data))
+    assert await replica.fleet.reload("test") is None
+    groups = await (await replica.client.get("/sd")).json()
+    assert sorted(g["labels"]["__param_target"] for g in groups) == sorted(
+        n for n in NAMES if n != "wa-5"
+    )
+    assert (await replica.client.get("/metrics", params={"target": "wa-5"})).status == 404
