@@ -423,3 +423,21 @@ async def test_replicas_of_one_fleet_poll_every_target_exactly_once_between_them
         polls = replicas[shard].polls(name)
         # only its owner asked (a poll cancelled by the stop may have reached the upstream)
         assert polls <= sim.instance(name).requests["support"] <= polls + 1
+
+
+async def test_the_watcher_does_not_reload_while_nothing_changes(
+    start_replica: StartReplica, two_auths: Path
+) -> None:
+    clock = FakeClock()
+    replica = await start_replica(config_file=two_auths, clock=clock)
+    loaded_at = clock.now
+    clock.advance(60)  # a reload now would move the success timestamp
+    watcher = asyncio.create_task(replica.fleet.watch(every=0.005))
+    try:
+        await asyncio.sleep(0.1)  # about twenty checks
+        assert replica.fleet.status.success_at == loaded_at
+        # a secret file the configuration names counts as part of it
+        write(two_auths.parent / "password-b", PASSWORD_B + "\r\n")
+        await wait_for(lambda: replica.fleet.status.success_at == clock.now)
+    finally:
+        watcher.cancel()
