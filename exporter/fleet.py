@@ -123,4 +123,7 @@ class Fleet:
             except OSError:
                 continue
             if fingerprint != self._fingerprint:
-                await self.reload("file change")
+                try:
+                    await self.reload("file change")
+                except Exception:  # a bug must not end the watch for the process's life
+                    log.exception("reload crashed, the running configuration stays")
