@@ -164,12 +164,17 @@ class TargetPoller:
 
     async def _attempt(self, wants_shards: bool) -> Answer:
         """The client's attempt, holding a budget slot at most SLOT_HOLD_SECONDS."""
-        attempt = asyncio.ensure_future(
-            self.client.attempt(health=self.settings.collector_health, shards=wants_shards)
-        )
-        try:
-            async with self.budget.slot(failing=not self.snapshot.up and self.snapshot.polls > 0):
+        async with self.budget.slot(failing=not self.snapshot.up and self.snapshot.polls > 0):
+            # started once the slot is held: the budget bounds the polls in flight
+            attempt = asyncio.ensure_future(
+                self.client.attempt(health=self.settings.collector_health, shards=wants_shards)
+            )
+            try:
                 await asyncio.wait({attempt}, timeout=SLOT_HOLD_SECONDS)
+            except BaseException:
+                attempt.cancel()
+                raise
+        try:
             return await attempt
         finally:
             attempt.cancel()
