@@ -108,8 +108,22 @@ class Harness:
         return self.exposition.render().decode()
 
 
+# ``harness("instance-name", api_key=..., username=..., **settings)`` -> Harness
+HarnessFactory = Callable[..., Harness]
+
+
+def series(text: str, name: str) -> dict[str, float]:
+    """Samples of one metric in an exposition, as {labels: value}."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            out[labels[len(name) :]] = float(value)
+    return out
+
+
 @pytest.fixture
-async def harness(sim_base: str) -> AsyncIterator[Callable[..., Harness]]:
+async def harness(sim_base: str) -> AsyncIterator[HarnessFactory]:
     """Factory: ``harness("instance-name", api_key=..., username=..., **settings)``."""
     sessions: list[aiohttp.ClientSession] = []
     pollers: list[TargetPoller] = []

@@ -30,11 +30,12 @@ from tests.conftest import (
     USERNAME,
     FakeClock,
     Harness,
+    HarnessFactory,
     exporter_app_factory,
     make_settings,
+    series,
     wait_for,
 )
-from tests.test_integration import series
 
 MiB = 1024 * 1024
 
@@ -124,7 +125,7 @@ FAULTS: list[Any] = [
 
 @pytest.mark.parametrize(("reason", "fault", "settings"), FAULTS)
 async def test_each_fault_is_counted_under_its_reason_and_the_target_recovers(
-    harness: Any, sim: Simulator, reason: str, fault: Any, settings: dict[str, Any]
+    harness: HarnessFactory, sim: Simulator, reason: str, fault: Any, settings: dict[str, Any]
 ) -> None:
     inst = sim.add_instance("wa", "single")
     fault(inst)
@@ -148,21 +149,21 @@ async def test_each_fault_is_counted_under_its_reason_and_the_target_recovers(
     assert series(text, "whatsapp_exporter_polls_total") == {'{target="wa"}': 2.0}
 
 
-async def test_refused_connection_is_counted_as_connect(harness: Any) -> None:
+async def test_refused_connection_is_counted_as_connect(harness: HarnessFactory) -> None:
     h = harness("gone", url=f"http://127.0.0.1:{free_port()}")
     await h.poll()
     assert h.snapshot.last_error == "connect"
     assert errors(h.metrics(), "gone")["connect"] == 1
 
 
-async def test_unresolvable_host_is_counted_as_connect(harness: Any) -> None:
+async def test_unresolvable_host_is_counted_as_connect(harness: HarnessFactory) -> None:
     h = harness("nxdomain", url="http://does-not-exist.invalid:9090", poll_timeout=2.0)
     await h.poll()
     assert h.snapshot.last_error in ("connect", "timeout")  # a resolver may not answer at all
 
 
 async def test_connection_reset_mid_response_is_counted_as_connect_and_recovers(
-    harness: Any, raw_server: Any
+    harness: HarnessFactory, raw_server: Any
 ) -> None:
     healthy = {"flag": False}
 
@@ -186,7 +187,7 @@ async def test_connection_reset_mid_response_is_counted_as_connect_and_recovers(
 
 
 async def test_a_body_that_trickles_forever_times_out_within_the_poll_deadline(
-    harness: Any, raw_server: Any
+    harness: HarnessFactory, raw_server: Any
 ) -> None:
     """The deadline covers reading the body, not only the wait for headers."""
 
@@ -208,7 +209,7 @@ async def test_a_body_that_trickles_forever_times_out_within_the_poll_deadline(
 
 
 async def test_rejected_login_is_counted_as_auth_and_as_a_failed_login(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     sim.add_instance("wa", "single")
     h = harness("wa", api_key=None, username=USERNAME, password="not-the-password")
@@ -223,7 +224,7 @@ async def test_rejected_login_is_counted_as_auth_and_as_a_failed_login(
 
 
 async def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_on_success(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 503
@@ -241,7 +242,7 @@ async def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_on_success(
 
 @pytest.mark.parametrize("status", [500, 404])
 async def test_errors_that_are_not_overload_keep_the_normal_interval(
-    harness: Any, sim: Simulator, status: int
+    harness: HarnessFactory, sim: Simulator, status: int
 ) -> None:
     sim.add_instance("wa", "single").faults.status = status
     h = harness("wa", poll_interval=0.01, max_backoff=1.0)
@@ -265,7 +266,7 @@ async def _run_schedule(h: Any, seconds: float) -> None:
     ],
 )
 async def test_a_failing_upstream_sees_far_fewer_requests_than_a_healthy_one(
-    harness: Any, sim: Simulator, fault: dict[str, Any]
+    harness: HarnessFactory, sim: Simulator, fault: dict[str, Any]
 ) -> None:
     sim.add_instance("healthy", "single")
     failing = sim.add_instance("failing", "single")
@@ -281,7 +282,7 @@ async def test_a_failing_upstream_sees_far_fewer_requests_than_a_healthy_one(
 
 
 async def test_a_rejected_login_is_not_retried_at_every_interval(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     h = harness(
@@ -299,7 +300,7 @@ async def test_a_rejected_login_is_not_retried_at_every_interval(
     assert inst.requests["support"] == 0
 
 
-async def test_retry_after_in_seconds_is_honoured(harness: Any, sim: Simulator) -> None:
+async def test_retry_after_in_seconds_is_honoured(harness: HarnessFactory, sim: Simulator) -> None:
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 429
     inst.faults.retry_after = "42"
@@ -310,7 +311,9 @@ async def test_retry_after_in_seconds_is_honoured(harness: Any, sim: Simulator) 
     assert await h.poll() == pytest.approx(7.0)
 
 
-async def test_retry_after_as_an_http_date_is_honoured(harness: Any, sim: Simulator) -> None:
+async def test_retry_after_as_an_http_date_is_honoured(
+    harness: HarnessFactory, sim: Simulator
+) -> None:
     clock = FakeClock()
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 503
@@ -320,7 +323,7 @@ async def test_retry_after_as_an_http_date_is_honoured(harness: Any, sim: Simula
 
 
 async def test_retry_after_never_parks_a_target_past_max_backoff_and_garbage_is_ignored(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     inst.faults.status = 429
@@ -338,7 +341,7 @@ async def test_retry_after_never_parks_a_target_past_max_backoff_and_garbage_is_
 
 
 async def test_data_of_a_failing_target_is_withdrawn_once_stale(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     h = harness("wa", stale_after=0.3)
@@ -361,7 +364,7 @@ async def test_data_of_a_failing_target_is_withdrawn_once_stale(
 
 
 async def test_data_of_a_hanging_target_is_withdrawn_on_time_even_while_polls_back_off(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     h = harness("wa", stale_after=0.3, poll_interval=0.02, poll_timeout=0.1, max_backoff=5.0)
@@ -378,7 +381,7 @@ async def test_data_of_a_hanging_target_is_withdrawn_on_time_even_while_polls_ba
 
 
 async def test_a_container_that_leaves_the_cluster_leaves_metrics_at_once(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("mc", "multiconnect", masters=2, coreapps=4, shards=4)
     h = harness("mc")
@@ -424,7 +427,9 @@ class PeakRss:
         return self.peak - self.before
 
 
-async def test_a_50mb_body_is_refused_without_growing_memory(harness: Any, sim: Simulator) -> None:
+async def test_a_50mb_body_is_refused_without_growing_memory(
+    harness: HarnessFactory, sim: Simulator
+) -> None:
     inst = sim.add_instance("wa", "single")
     h = harness("wa")
     await h.poll()  # warm up the session and the parser
@@ -439,7 +444,7 @@ async def test_a_50mb_body_is_refused_without_growing_memory(harness: Any, sim: 
 
 
 async def test_a_50mb_chunked_body_without_length_is_cut_off_while_streaming(
-    harness: Any, raw_server: Any
+    harness: HarnessFactory, raw_server: Any
 ) -> None:
     chunk = b" " * 65536
     sent = {"bytes": 0}
@@ -474,7 +479,7 @@ async def test_a_50mb_chunked_body_without_length_is_cut_off_while_streaming(
 
 
 async def test_one_log_line_per_state_change_not_per_failed_poll(
-    harness: Any, sim: Simulator, caplog: pytest.LogCaptureFixture
+    harness: HarnessFactory, sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     inst = sim.add_instance("wa", "single")
@@ -538,7 +543,7 @@ async def test_scrapes_answer_fast_and_the_healthy_target_never_flickers_while_o
 
 
 async def test_a_redirect_is_an_http_error_and_the_credential_is_not_followed(
-    harness: Any, raw_server: Any
+    harness: HarnessFactory, raw_server: Any
 ) -> None:
     seen: list[str] = []
 
@@ -558,7 +563,7 @@ async def test_a_redirect_is_an_http_error_and_the_credential_is_not_followed(
 
 
 async def test_a_crashing_poll_costs_one_poll_not_the_target(
-    harness: Any, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+    harness: HarnessFactory, sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim.add_instance("wa", "single")
     h: Harness = harness("wa", poll_interval=0.01)

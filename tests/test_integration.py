@@ -11,24 +11,16 @@ from tests.conftest import (
     PASSWORD,
     SECRETS,
     USERNAME,
+    HarnessFactory,
     exporter_app_factory,
     make_settings,
+    series,
     wait_for,
 )
 
 
-def series(text: str, name: str) -> dict[str, float]:
-    """Samples of one metric as {labels: value}."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            labels, _, value = line.rpartition(" ")
-            out[labels[len(name) :]] = float(value)
-    return out
-
-
 async def test_single_instance_is_exported_without_host_labels(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     sim.add_instance("wa", "single")
     h = harness("wa")
@@ -46,7 +38,7 @@ async def test_single_instance_is_exported_without_host_labels(
 
 
 async def test_multiconnect_cluster_reports_each_container_with_role_and_shards(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     sim.add_instance("mc", "multiconnect", masters=2, coreapps=4, shards=4)
     h = harness("mc")
@@ -61,7 +53,7 @@ async def test_multiconnect_cluster_reports_each_container_with_role_and_shards(
     assert len(series(text, "whatsapp_socket_connected")) == 6
 
 
-async def test_one_login_serves_many_polls(harness: Any, sim: Simulator) -> None:
+async def test_one_login_serves_many_polls(harness: HarnessFactory, sim: Simulator) -> None:
     sim.add_instance("wa", "single")
     h = harness("wa", api_key=None, username=USERNAME, password=PASSWORD)
     for _ in range(5):
@@ -72,7 +64,7 @@ async def test_one_login_serves_many_polls(harness: Any, sim: Simulator) -> None
 
 
 async def test_rejected_api_key_switches_the_target_to_a_login_token_and_remembers(
-    harness: Any, sim: Simulator
+    harness: HarnessFactory, sim: Simulator
 ) -> None:
     inst = sim.add_instance("wa", "single")
     inst.faults.reject_api_key = True
@@ -85,7 +77,7 @@ async def test_rejected_api_key_switches_the_target_to_a_login_token_and_remembe
     assert inst.requests["login"] == 1
 
 
-async def test_expired_token_is_renewed_by_logging_in_again(harness: Any) -> None:
+async def test_expired_token_is_renewed_by_logging_in_again(harness: HarnessFactory) -> None:
     from tests.conftest import FakeClock
 
     clock = FakeClock()

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from exporter.collector import render_target
 from exporter.snapshot import TargetSnapshot
 from exporter.support import InvalidResponse, Support, parse_support
+from tests.conftest import HarnessFactory
 
 FIELDS = (
     "db_engine",
@@ -227,7 +228,9 @@ def test_a_wrong_field_in_one_container_spares_the_other_containers() -> None:
     assert sorted(support.invalid_fields) == ["container", "schema"]
 
 
-async def test_dropped_fields_are_counted_and_the_target_stays_up(harness: Any, sim: Any) -> None:
+async def test_dropped_fields_are_counted_and_the_target_stays_up(
+    harness: HarnessFactory, sim: Any
+) -> None:
     inst = sim.add_instance("wa", "single")
     inst.payload = {"socket_conn": "UP", "free_space_data": "lots", "schema": "v7", "lc": "en"}
     h = harness("wa")

@@ -6,13 +6,13 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
 from aiohttp.test_utils import TestServer
 
 from exporter.simulator import Simulator
+from tests.conftest import HarnessFactory
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ async def https_base(sim: Simulator, ca: trustme.CA) -> AsyncIterator[str]:
 
 
 async def test_https_upstream_with_its_ca_file_is_polled(
-    harness: Any, sim: Simulator, https_base: str, ca_file: Path
+    harness: HarnessFactory, sim: Simulator, https_base: str, ca_file: Path
 ) -> None:
     sim.add_instance("wa", "single")
     h = harness("wa", url=f"{https_base}/wa", tls_ca_file=ca_file)
@@ -49,7 +49,7 @@ async def test_https_upstream_with_its_ca_file_is_polled(
 
 
 async def test_untrusted_certificate_is_a_tls_error_that_says_so(
-    harness: Any, sim: Simulator, https_base: str
+    harness: HarnessFactory, sim: Simulator, https_base: str
 ) -> None:
     sim.add_instance("wa", "single")
     h = harness("wa", url=f"{https_base}/wa")
@@ -61,7 +61,7 @@ async def test_untrusted_certificate_is_a_tls_error_that_says_so(
 
 
 async def test_certificate_for_another_host_name_is_a_tls_error(
-    harness: Any, sim: Simulator, https_base: str, ca_file: Path
+    harness: HarnessFactory, sim: Simulator, https_base: str, ca_file: Path
 ) -> None:
     sim.add_instance("wa", "single")
     url = https_base.replace("localhost", "127.0.0.1")  # the certificate names only localhost
@@ -71,7 +71,7 @@ async def test_certificate_for_another_host_name_is_a_tls_error(
 
 
 async def test_verification_off_polls_a_self_signed_upstream_and_warns(
-    harness: Any, sim: Simulator, https_base: str, caplog: pytest.LogCaptureFixture
+    harness: HarnessFactory, sim: Simulator, https_base: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     sim.add_instance("wa", "single")
@@ -83,7 +83,7 @@ async def test_verification_off_polls_a_self_signed_upstream_and_warns(
 
 
 async def test_https_to_a_plain_http_port_is_a_tls_error(
-    harness: Any, sim: Simulator, sim_base: str
+    harness: HarnessFactory, sim: Simulator, sim_base: str
 ) -> None:
     sim.add_instance("wa", "single")
     h = harness("wa", url=sim_base.replace("http://", "https://") + "/wa")
