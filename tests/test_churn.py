@@ -76,9 +76,7 @@ async def test_churning_containers_and_targets_leave_nothing_behind(
         inst = sim.instances.get(name) or sim.add_instance(name, "multiconnect")
         inst.payload = cluster(rng, 0)
         target = Target(name, f"{sim_base}/{name}", credentials)
-        live[name] = TargetPoller(
-            target, session, store, settings, budget, rng=random.Random(1)
-        )
+        live[name] = TargetPoller(target, session, store, settings, budget, rng=random.Random(1))
 
     async def remove_target(name: str) -> None:
         await live.pop(name).stop()
