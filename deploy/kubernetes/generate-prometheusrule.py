@@ -5,7 +5,7 @@
     python deploy/kubernetes/generate-prometheusrule.py --check  # exit 1 when it is out of date
 
 The rule groups are copied unchanged, so the Kubernetes rules are exactly the rules that
-`promtool test rules deploy/prometheus/alerts_test.yml` tests.
+`promtool test rules deploy/prometheus/*_test.yml` tests.
 """
 
 from __future__ import annotations
