@@ -524,7 +524,11 @@ async def test_scrapes_answer_fast_and_the_healthy_target_never_flickers_while_o
     for i in range(10):
         sim.add_instance(f"stuck{i}", "single").faults.hang = True
         targets.append(f"stuck{i}={sim_base}/stuck{i}")
-    settings = make_settings(targets=targets, api_key=API_KEY, poll_interval=0.02, poll_timeout=5.0)
+    # stale-after well above the interval: on a loaded machine a 20 ms poll can run late, and
+    # the point here is that hanging neighbours never block it
+    settings = make_settings(
+        targets=targets, api_key=API_KEY, poll_interval=0.02, poll_timeout=5.0, stale_after=1.0
+    )
     app, store = exporter_app_factory(settings)
     client = await aiohttp_client(app)
     await wait_for(lambda: store.snapshots["fine"].up)
