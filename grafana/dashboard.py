@@ -160,9 +160,27 @@ def override(name: str, **properties: Any) -> dash.DashboardFieldConfigSourceOve
 
 
 def organize(
-    rename: dict[str, str], exclude: Sequence[str] = ("Time",), order: Sequence[str] = ()
+    rename: dict[str, str],
+    exclude: Sequence[str] = (),
+    order: Sequence[str] = (),
+    hidden: Sequence[str] = ("job", "container_id"),
+    sort: tuple[str, bool] | None = None,
 ) -> list[dm.DataTransformerConfig]:
-    """Grafana's merge + organize: one row per label set, query values as named columns."""
+    """Grafana's merge + organize: one row per label set, query values as named columns.
+
+    ``job`` and ``container_id`` are hidden by default (``instance`` and ``host`` tell rows
+    apart). ``sort`` is a column and whether it sorts descending: what matters comes first.
+    """
+    exclude = ("Time", *hidden, *exclude)
+    sorting = (
+        [
+            dm.DataTransformerConfig(
+                id_val="sortBy", options={"sort": [{"field": sort[0], "desc": sort[1]}]}
+            )
+        ]
+        if sort
+        else []
+    )
     return [
         dm.DataTransformerConfig(id_val="merge", options={}),
         dm.DataTransformerConfig(
@@ -173,6 +191,7 @@ def organize(
                 "indexByName": {name: i for i, name in enumerate(order)},
             },
         ),
+        *sorting,
     ]
 
 
@@ -202,6 +221,9 @@ def bar_panel(title: str, description: str, unit: str, w: int, h: int) -> bargau
         .height(h)
         .orientation(cm.VizOrientation.HORIZONTAL)
         .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .sizing(cm.BarGaugeSizing.MANUAL)
+        .min_viz_height(16)
+        .max_viz_height(24)
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
@@ -342,7 +364,11 @@ def build_expiry() -> list[cogbuilder.Builder[dm.Panel]]:
             8,
         )
         .with_target(
-            query(f"max {by(CONTAINER)} ({expiry}) - time()", legend=LEGEND_CONTAINER, instant=True)
+            query(
+                f"sort(max {by(CONTAINER)} ({expiry}) - time())",
+                legend=LEGEND_CONTAINER,
+                instant=True,
+            )
         )
         .thresholds(steps((None, "red"), (7 * DAY, "orange"), (30 * DAY, "green"))),
         table_panel(
@@ -364,8 +390,9 @@ def build_expiry() -> list[cogbuilder.Builder[dm.Panel]]:
         .transformations(
             organize(
                 {"Value #A": "expires", "version": "version"},
-                exclude=("Time", "Value #B"),
-                order=("target", "host", "container_id", "version", "expires"),
+                exclude=("Value #B",),
+                order=("target", "host", "instance", "version", "expires"),
+                sort=("expires", False),
             )
         )
         .with_override(
@@ -392,7 +419,8 @@ def storage() -> list[cogbuilder.Builder[dm.Panel]]:
         .transformations(
             organize(
                 {"Value": "free"},
-                order=("target", "host", "container_id", "directory", "free"),
+                order=("target", "host", "directory", "instance", "free"),
+                sort=("free", False),
             )
         ),
         series_panel(
@@ -420,7 +448,7 @@ def storage() -> list[cogbuilder.Builder[dm.Panel]]:
         )
         .with_target(
             query(
-                f"({finite_free_space()}) / (-deriv({free}[6h]) > 0)",
+                f"sort(({finite_free_space()}) / (-deriv({free}[6h]) > 0))",
                 legend="{{target}} {{host}} {{directory}} ({{instance}})",
                 instant=True,
             )
@@ -436,7 +464,7 @@ def storage() -> list[cogbuilder.Builder[dm.Panel]]:
         )
         .with_target(
             query(
-                f"clamp_min(predict_linear({free}[6h], {DAY}), 0) and {finite_free_space()}",
+                f"sort(clamp_min(predict_linear({free}[6h], {DAY}), 0) and {finite_free_space()})",
                 legend="{{target}} {{host}} {{directory}} ({{instance}})",
                 instant=True,
             )
@@ -533,7 +561,8 @@ def cluster() -> list[cogbuilder.Builder[dm.Panel]]:
                     "Value #C": "connected",
                     "Value #D": "missing",
                 },
-                order=("job", "instance", "target", "configured", "owned", "connected", "missing"),
+                order=("target", "instance", "configured", "owned", "connected", "missing"),
+                sort=("missing", True),
             )
         )
         .with_override(
@@ -618,7 +647,7 @@ def cluster() -> list[cogbuilder.Builder[dm.Panel]]:
             )
         )
         .transformations(
-            organize({}, exclude=("Time", "Value"), order=("target", "shard", "host"))
+            organize({}, exclude=("Value",), order=("target", "shard", "host", "instance"))
         ),
         table_panel(
             "Schema versions across containers",
@@ -653,7 +682,8 @@ def cluster() -> list[cogbuilder.Builder[dm.Panel]]:
         .transformations(
             organize(
                 {"Value #A": "versions", "Value #B": "highest", "Value #C": "lowest"},
-                order=("target", "table", "versions", "highest", "lowest"),
+                order=("target", "table", "instance", "versions", "highest", "lowest"),
+                sort=("versions", True),
             )
         )
         .with_override(
@@ -716,7 +746,8 @@ def fleet() -> list[cogbuilder.Builder[dm.Panel]]:
                     "Value #D": "targets",
                     "Value #E": "config",
                 },
-                exclude=("Time", "Value #A"),
+                exclude=("Value #A",),
+                hidden=(),
                 order=("job", "instance", "version", "shard", "of shards", "targets", "config"),
             )
         )
