@@ -73,12 +73,14 @@ def run_promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[st
     return subprocess.run([promtool(), *args], capture_output=True, text=True, check=False, cwd=cwd)
 
 
-def rule_tests_against(rules_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run every rule test file against another version of the rules file."""
+def rule_tests_against(
+    rules_text: str, tmp_path: Path, tests: list[Path] = RULE_TESTS
+) -> subprocess.CompletedProcess[str]:
+    """Run rule test files against another version of the rules file."""
     (tmp_path / RULES.name).write_text(rules_text)
-    for path in RULE_TESTS:
+    for path in tests:
         (tmp_path / path.name).write_text(path.read_text())
-    return run_promtool("test", "rules", *(p.name for p in RULE_TESTS), cwd=tmp_path)
+    return run_promtool("test", "rules", *(p.name for p in tests), cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,7 @@ def test_promtool_rule_unit_tests_pass() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# Each edit takes away one behaviour the issues asked for; some rule test must notice.
+# Each edit takes away one behaviour the issues asked for; alerts_test.yml must notice.
 BROKEN_RULES = {
     "an alert that can no longer fire": (
         "expr: job_target:whatsapp_exporter_auth_rejected:count > 0",
@@ -157,7 +159,8 @@ def test_promtool_rule_unit_tests_notice_a_broken_rule(old: str, new: str, tmp_p
     """Guards the guard: the unit tests notice each of these regressions."""
     text = RULES.read_text()
     assert text.count(old) == 1, old
-    result = rule_tests_against(text.replace(old, new), tmp_path)
+    alerts_test = [path for path in RULE_TESTS if path.name == "alerts_test.yml"]
+    result = rule_tests_against(text.replace(old, new), tmp_path, alerts_test)
     assert result.returncode != 0, result.stdout
 
 
