@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
 from exporter import collector
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+RUNBOOK_URL = "https://github.com/whatsapp-support-exporter/whatsapp-support-exporter/blob/main/docs/runbook.md"
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    anchor = heading.strip().lower()
+    anchor = re.sub(r"[^\w\- ]", "", anchor)
+    return anchor.replace(" ", "-")
+
 
 # The public contract's metrics and their types. The collector is the source of truth for the
 # names it already defines; names of 0.2 it does not define yet are accepted from this list, so

@@ -18,15 +18,16 @@ from tests.promql import (
     COLLECTOR_METRICS,
     CONTRACT_METRICS,
     KNOWN_METRICS,
+    RULES,
+    RUNBOOK,
+    RUNBOOK_URL,
+    github_anchor,
     metric_names,
     promtool,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = sorted((ROOT / "deploy" / "prometheus").glob("*_test.yml"))
-RUNBOOK = ROOT / "docs" / "runbook.md"
-RUNBOOK_URL = "https://github.com/whatsapp-support-exporter/whatsapp-support-exporter/blob/main/docs/runbook.md"
 
 # Series Prometheus itself adds to every scrape.
 PROMETHEUS_METRICS = frozenset({"up"})
@@ -60,13 +61,6 @@ REQUIRED_ALERTS = {
     "WhatsAppExporterShardsMissing",
     "WhatsAppExporterConfigReloadFailed",
 }
-
-
-def github_anchor(heading: str) -> str:
-    """The anchor GitHub gives a Markdown heading."""
-    anchor = heading.strip().lower()
-    anchor = re.sub(r"[^\w\- ]", "", anchor)
-    return anchor.replace(" ", "-")
 
 
 def run_promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -5,15 +5,11 @@ never take the target down), what is asked how often, and a body promtool accept
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from exporter.simulator import Simulator
-from tests.conftest import PASSWORD, USERNAME, Harness
-from tests.test_integration import series
-
-HarnessFactory = Callable[..., Harness]
+from tests.conftest import PASSWORD, USERNAME, Harness, HarnessFactory, series
 
 
 def collector_errors(h: Harness, collector: str) -> dict[str, float]:

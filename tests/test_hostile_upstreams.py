@@ -30,11 +30,19 @@ from exporter.simulator import (
     start_raw_server,
 )
 from exporter.store import Store
-from tests.conftest import API_KEY, PASSWORD, SECRETS, USERNAME, Harness, make_settings, wait_for
-from tests.test_integration import series
+from tests.conftest import (
+    API_KEY,
+    PASSWORD,
+    SECRETS,
+    USERNAME,
+    Harness,
+    HarnessFactory,
+    make_settings,
+    series,
+    wait_for,
+)
 
 MiB = 1024 * 1024
-HarnessFactory = Callable[..., Harness]
 
 
 def sample_lines(text: str) -> list[str]:

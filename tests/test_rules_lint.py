@@ -17,8 +17,7 @@ import promql_parser
 import pytest
 import yaml
 
-from tests.promql import METRIC_TYPES, promtool
-from tests.test_alerts import RULES, RUNBOOK, RUNBOOK_URL, github_anchor
+from tests.promql import METRIC_TYPES, RULES, RUNBOOK, RUNBOOK_URL, github_anchor, promtool
 
 Rule = dict[str, Any]
 Check = Callable[[Rule], list[str]]
