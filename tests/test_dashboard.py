@@ -239,7 +239,9 @@ def exporters_kept_apart(dashboard: Dashboard) -> list[str]:
     """Adding aggregations keep job and instance (and target, over a target's data).
 
     Two sidecars both naming their target "local" are two clients: adding them up, or adding
-    two clusters' shards, is wrong. A bare ``sum(...)`` is a fleet total: only stat panels.
+    two clusters' shards, is wrong. Counting may drop what a ``max by`` deduplicated first
+    (one series per container or target name, whoever exports it). A bare ``sum(...)`` is a
+    fleet total: only stat panels.
     """
     found = []
     for panel, target, expr in parsed(dashboard):
@@ -251,12 +253,22 @@ def exporters_kept_apart(dashboard: Dashboard) -> list[str]:
                 if panel["type"] != "stat":
                     found.append(f"{where(panel, target)}: fleet total {node.op}() outside a stat")
                 continue
+            wanted = {"job", "instance"}
+            if any(s.name in DATA_FAMILIES for s in selectors(node.expr)):
+                wanted.add("target")
+            operand = node.expr
+            while isinstance(operand, pp.ParenExpr):
+                operand = operand.expr
+            if (
+                isinstance(operand, pp.AggregateExpr)
+                and str(operand.op) in {"max", "min"}
+                and operand.modifier is not None
+                and operand.modifier.type == pp.AggModifierType.By
+            ):
+                wanted &= set(operand.modifier.labels)  # counting what a max deduplicated
             if modifier.type == pp.AggModifierType.Without:
-                dropped = {"job", "instance", "target"} & set(modifier.labels)
+                dropped = wanted & set(modifier.labels)
             else:
-                wanted = {"job", "instance"}
-                if any(s.name in DATA_FAMILIES for s in selectors(node.expr)):
-                    wanted.add("target")
                 dropped = wanted - set(modifier.labels)
             if dropped:
                 found.append(f"{where(panel, target)}: {node.op} merges {sorted(dropped)}")
@@ -376,6 +388,12 @@ SEEDS: list[tuple[str, Callable[[Dashboard], Dashboard]]] = [
         lambda d: seed_panel(d, expr=f"sum by (target, shard) (whatsapp_shard_owned{S})"),
     ),
     ("exporters-kept-apart", lambda d: seed_panel(d, expr=f"count(whatsapp_up{S})")),
+    (
+        "exporters-kept-apart",
+        lambda d: seed_panel(
+            d, expr=f"count by (job, target) (max by (job, instance, target) (whatsapp_up{S}))"
+        ),
+    ),
     (
         "unlimited-free-space",
         lambda d: seed_panel(d, expr=f"max by (job, instance, target) ({FREE})"),
