@@ -381,14 +381,16 @@ def run_case(case: Case, workdir: Path) -> Result:
 
 
 def cases(quick: bool) -> list[Case]:
-    """The scale curve. Intervals keep the whole poll rate at 50-170 polls/s (see the report)."""
+    """The scale curve. Intervals keep the whole poll rate at 50-170 polls/s (see the report),
+    except for 1 and 10 targets: 0.2 refuses intervals below 1 s (a sub-second interval against a
+    rate-limited upstream is a setting that can never work), so they poll once a second."""
     w = 0.35 if quick else 1.0
     n = 150 if quick else 400
     return [
         Case("single-1", "1 single instance (sidecar)", singles=1, containers=1,
-             interval=0.02, window=20 * w, latency_requests=n),
+             interval=1.0, window=30 * w, latency_requests=n),
         Case("single-10", "10 single instances", singles=10, containers=10,
-             interval=0.2, window=15 * w, latency_requests=n),
+             interval=1.0, window=15 * w, latency_requests=n),
         Case("single-100", "100 single instances", singles=100, containers=100,
              interval=1.0, window=15 * w, latency_requests=n),
         Case("single-1000", "1000 single instances", singles=1000, containers=1000,
@@ -498,10 +500,11 @@ def report(results: list[Result], quick: bool, seconds: float) -> str:
         "* **peak memory**: `VmHWM` of the exporter at the end of the case.",
         "",
         "Poll intervals keep the whole poll rate between 50 and 170 polls/s so the per-poll"
-        " figure is measured at comparable load: 1 target every 0.02 s (50/s, the json_exporter"
-        " comparison), 10 every 0.2 s, 100 every 1 s, 1000 every 10 s, 5000 every "
+        " figure is measured at comparable load: 100 every 1 s, 1000 every 10 s, 5000 every "
         + ("10 s (30 s in the full run)" if quick else "30 s (the fleet target, as deployed)")
-        + ", 200 multiconnect targets every 2 s.",
+        + ", 200 multiconnect targets every 2 s. 1 and 10 targets poll every 1 s, the shortest"
+        " interval 0.2 accepts (0.1 measured them at 0.02 and 0.2 s): their CPU per poll includes"
+        " the wake-ups of an otherwise idle process.",
         "",
         "## Scale curve",
         "",
@@ -577,7 +580,7 @@ def report(results: list[Result], quick: bool, seconds: float) -> str:
     if side:
         rows.append(
             (
-                f"single payload at 50 polls/s: CPU per poll at most json_exporter's"
+                f"single payload at 1 poll/s: CPU per poll at most json_exporter's"
                 f" ({low}-{high} ms quoted), aim {low / 2:.2f} ms",
                 f"{fmt(side.cpu_per_poll_ms)} ms; a bare aiohttp GET at the same spacing:"
                 f" {fmt(side.client_floor_ms)} ms",

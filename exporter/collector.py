@@ -145,7 +145,10 @@ def _container_info(c: Container, _: float | None) -> Iterator[Sample]:
 def _clock_skew(c: Container, received_at: float | None) -> Iterable[Sample]:
     if c.device_iso8601 is None or received_at is None:
         return ()
-    return _one(utc_seconds(c.device_iso8601) - received_at)
+    # a clock given in whole seconds is compared with ours in whole seconds: otherwise the
+    # truncation alone reads as up to a second of skew
+    ours = math.floor(received_at) if c.device_iso8601.microsecond == 0 else received_at
+    return _one(utc_seconds(c.device_iso8601) - ours)
 
 
 GAUGE, COUNTER = Kind.GAUGE, Kind.COUNTER

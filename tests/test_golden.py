@@ -127,3 +127,22 @@ def test_the_edge_cases_show_in_the_exposition_as_documented() -> None:
     )
     for secret in ("hunter2", "do-not-export-me", "+15550100123"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("device", "skew"),
+    [
+        ("2026-11-21T12:00:00Z", "0"),
+        ("2026-11-21T12:00:03Z", "3"),
+        ("2026-11-21T12:00:00.400Z", "-0.5"),
+    ],
+)
+def test_clock_skew_of_a_whole_second_clock_has_no_rounding_bias(device: str, skew: str) -> None:
+    support = parse_support(b'{"support": {"device_iso8601": "%s"}}' % device.encode())
+    snap = TargetSnapshot(
+        name="t", url="http://t", up=True, support=support, received_at=RECEIVED_AT + 0.9
+    )
+    assert (
+        f'whatsapp_clock_skew_seconds{{target="t"}} {skew}\n'
+        in render_target(snap)["whatsapp_clock_skew_seconds"]
+    )
