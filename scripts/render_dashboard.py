@@ -297,9 +297,11 @@ def draw_bargauge(ax: Axes, panel: Panel, ctx: Context) -> Legend:
 ROW_PX = 17  # the smallest readable row of a table or a bar
 
 
-def fit(ax: Axes, items: list[Any], reserve: int = 0) -> tuple[list[Any], int]:
+def fit(
+    ax: Axes, items: list[Any], reserve: int = 0, row_px: float = ROW_PX
+) -> tuple[list[Any], int]:
     """As many items as fit in the axes at a readable size, and how many are left out."""
-    room = max(1, int(ax.bbox.height // ROW_PX) - reserve)
+    room = max(1, int(ax.bbox.height // row_px) - reserve)
     if len(items) <= room:
         return items, 0
     return items[: room - 1], len(items) - (room - 1)
@@ -474,7 +476,7 @@ def draw_state_timeline(ax: Axes, panel: Panel, ctx: Context) -> Legend:
         return no_data(ax)
     rows.sort(key=lambda row: row[0])
     seen: dict[str, str] = {}
-    rows, more = fit(ax, rows)
+    rows, more = fit(ax, rows, row_px=11.5)  # Grafana squeezes a timeline's rows
     rows.reverse()  # the first row on top
     for i, (_, values) in enumerate(rows):
         for begin, finish, v in runs(values, ctx.step):
@@ -490,14 +492,14 @@ def draw_state_timeline(ax: Axes, panel: Panel, ctx: Context) -> Legend:
         ax.set_title(f"+{more} more rows (Grafana scrolls)", fontsize=7, color=DIM, loc="right")
     ax.set_ylim(0, len(rows))
     ax.set_yticks([i + 0.5 for i in range(len(rows))])
-    ax.set_yticklabels([name for name, _ in rows], fontsize=7, color=TEXT)
+    ax.set_yticklabels([name for name, _ in rows], fontsize=6.5, color=TEXT)
     ax.set_xlim(ctx.start, ctx.end)
     ax.set_facecolor(PANEL)
     time_axis(ax, ctx)
     return [(text, color, "patch") for text, color in seen.items()]
 
 
-LEGEND_ROW_PX, LEGEND_COLUMN_PX = 13, 250
+LEGEND_ROW_PX, LEGEND_COLUMN_PX = 13, 120
 
 
 def draw_legend(ax: Axes, entries: Legend) -> None:
@@ -505,12 +507,13 @@ def draw_legend(ax: Axes, entries: Legend) -> None:
     ax.set_axis_off()
     ax.set_xlim(0, ax.bbox.width)  # in pixels
     ax.set_ylim(0, ax.bbox.height)
-    columns = max(1, int(ax.bbox.width // LEGEND_COLUMN_PX))
+    column_px = max(LEGEND_COLUMN_PX, 5.3 * max(len(text) for text, _, _ in entries) + 24)
+    columns = max(1, int(ax.bbox.width // column_px))
     rows = max(1, int(ax.bbox.height // LEGEND_ROW_PX))
     shown = entries if len(entries) <= rows * columns else entries[: rows * columns - 1]
     cells = [*shown, ("", "", "more")] if len(shown) < len(entries) else shown
     for i, (text, color, kind) in enumerate(cells):
-        x = (i // rows) * LEGEND_COLUMN_PX
+        x = (i // rows) * column_px
         y = ax.bbox.height - (i % rows + 0.5) * LEGEND_ROW_PX
         if kind == "more":
             ax.text(
