@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,16 @@ def promtool() -> str:
             "promtool is not installed (Debian package prometheus, or a Prometheus release)"
         )
     return path
+
+
+def mapping_text(mapping: dict[str, Any], value: float) -> str | None:
+    """The text Grafana shows for ``value`` under one value or range mapping (None: no match)."""
+    options = mapping["options"]
+    if mapping["type"] == "range":
+        low, high = options.get("from"), options.get("to")
+        if (low is None or value >= low) and (high is None or value <= high):
+            return str(options["result"].get("text"))
+        return None
+    if mapping["type"] == "value" and (hit := options.get(f"{value:g}")) is not None:
+        return str(hit.get("text"))
+    return None

@@ -22,7 +22,7 @@ import pytest
 
 from exporter.collector import API_STATUSES, DATA_FAMILIES, GATEWAY_STATES, ROLES, SOCKET_STATES
 from exporter.settings import load_settings
-from tests.promql import KNOWN_METRICS
+from tests.promql import KNOWN_METRICS, mapping_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "grafana" / "whatsapp-support-exporter.json"
@@ -299,19 +299,6 @@ def unlimited_handled(dashboard: Dashboard) -> list[str]:
         elif not filtered and not mapped:
             found.append(f"{where(panel, target)}: about 2^63 bytes is not shown as unlimited")
     return found
-
-
-def mapping_text(mapping: dict[str, Any], value: float) -> str | None:
-    """The text Grafana shows for ``value`` under one value or range mapping (None: no match)."""
-    options = mapping["options"]
-    if mapping["type"] == "range":
-        low, high = options.get("from"), options.get("to")
-        if (low is None or value >= low) and (high is None or value <= high):
-            return str(options["result"].get("text"))
-        return None
-    if mapping["type"] == "value" and (hit := options.get(f"{value:g}")) is not None:
-        return str(hit.get("text"))
-    return None
 
 
 RULES: dict[str, Callable[[Dashboard], list[str]]] = {

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.test_dashboard import mapping_text
+from tests.promql import mapping_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "grafana" / "whatsapp-support-exporter.json"
