@@ -19,6 +19,7 @@ A cluster member adds ``host`` and ``container_id`` after ``target``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -69,13 +70,21 @@ class Family:
         """One sample line; ``base`` is the target's (and container's) labels, already escaped."""
         if len(values) != len(self.labels):
             raise ValueError(f"{self.name} takes labels {self.labels}, got {values!r}")
-        extra = "".join(
-            f',{label}="{escape(v)}"' for label, v in zip(self.labels, values, strict=True)
-        )
-        inner = base + extra if base else extra[1:]
+        if values:
+            extra = _extra(self.labels, values)
+            inner = base + extra if base else extra[1:]
+        else:
+            inner = base
         if not inner:
             return f"{self.name} {number(value)}\n"
         return f"{self.name}{{{inner}}} {number(value)}\n"
+
+
+@functools.lru_cache(maxsize=8192)
+def _extra(labels: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """``,name="value"`` for each label, escaped; label sets repeat (states, directories, tables),
+    so each is built once."""
+    return "".join([f',{label}="{escape(v)}"' for label, v in zip(labels, values, strict=True)])
 
 
 def _states(known: tuple[str, ...], current: str) -> Iterator[Sample]:
@@ -418,8 +427,10 @@ def render_target(snapshot: TargetSnapshot) -> dict[str, str]:
             labels = _container_labels(base, container.host, container.container_id)
             for family in _CONTAINER_FAMILIES:
                 assert family.samples is not None
-                for values, value in family.samples(container.fields, snapshot.received_at):
-                    out.add(family, labels, value, *values)
+                samples = family.samples(container.fields, snapshot.received_at)
+                lines = [family.line(labels, value, *values) for values, value in samples]
+                if lines:
+                    out.lines.setdefault(family.name, []).extend(lines)
         if support.api_status is not None:
             for values, value in _states(API_STATUSES, support.api_status):
                 out.add(API_STATUS, base, value, *values)
