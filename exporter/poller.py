@@ -15,7 +15,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 
 import aiohttp
@@ -57,10 +57,8 @@ class Budget:
         self.healthy = asyncio.Semaphore(size)
         self.failing = asyncio.Semaphore(max(1, size // 4))
 
-    @contextlib.asynccontextmanager
-    async def slot(self, failing: bool) -> AsyncIterator[None]:
-        async with self.failing if failing else self.healthy:
-            yield
+    def pool(self, failing: bool) -> asyncio.Semaphore:
+        return self.failing if failing else self.healthy
 
 
 def ssl_for(options: TLSOptions) -> ssl.SSLContext | bool:
@@ -163,21 +161,29 @@ class TargetPoller:
         return self._succeeded(answer, time.monotonic() - started)
 
     async def _attempt(self, wants_shards: bool) -> Answer:
-        """The client's attempt, holding a budget slot at most SLOT_HOLD_SECONDS."""
-        async with self.budget.slot(failing=not self.snapshot.up and self.snapshot.polls > 0):
-            # started once the slot is held: the budget bounds the polls in flight
-            attempt = asyncio.ensure_future(
-                self.client.attempt(health=self.settings.collector_health, shards=wants_shards)
-            )
-            try:
-                await asyncio.wait({attempt}, timeout=SLOT_HOLD_SECONDS)
-            except BaseException:
-                attempt.cancel()
-                raise
+        """The client's attempt, holding a budget slot at most SLOT_HOLD_SECONDS.
+
+        The slot is given back by a timer or when the attempt ends, whichever comes first: no
+        extra task per poll, and a hanging upstream keeps its slot for a second, not its timeout.
+        """
+        slots = self.budget.pool(failing=not self.snapshot.up and self.snapshot.polls > 0)
+        await slots.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        timer = asyncio.get_running_loop().call_later(SLOT_HOLD_SECONDS, release)
         try:
-            return await attempt
+            return await self.client.attempt(
+                health=self.settings.collector_health, shards=wants_shards
+            )
         finally:
-            attempt.cancel()
+            timer.cancel()
+            release()
 
     def _multiconnect(self) -> bool:
         support = self.snapshot.support
