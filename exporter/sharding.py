@@ -10,10 +10,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from exporter.settings import Target
+
+class Named(Protocol):
+    """Anything with a name (a Target): sharding needs nothing else, nor imports settings."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
 
 # A StatefulSet Pod is named <statefulset>-<ordinal>.
 _ORDINAL = re.compile(r"(?:.+-)?(\d+)")
@@ -45,7 +52,7 @@ def shard_of(target_name: str, total_shards: int) -> int:
     return max(range(total_shards), key=lambda shard: _weight(shard, target_name))
 
 
-def assigned(targets: Iterable[Target], shard: int, total_shards: int) -> list[Target]:
+def assigned(targets: Iterable[T], shard: int, total_shards: int) -> list[T]:
     """The targets this shard polls, in their given order."""
     if total_shards <= 1:
         return list(targets)
