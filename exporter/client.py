@@ -205,24 +205,23 @@ class Client:
         gateways: Health | None = None
         shard_count: int | None = None
         if health:
-            try:
-                body = await self._within(deadline, self._get("/v1/health"))
-                gateways = await self._parse(parse_health, body)
-                collectors.append(("health", None))
-            except PollError as err:
-                collectors.append(("health", err))
+            gateways, error = await self._optional(deadline, "/v1/health", parse_health)
+            collectors.append(("health", error))
         if shards and any(c.fields.multi_connect for c in support.containers):
-            try:
-                body = await self._within(deadline, self._get("/v1/account/shards"))
-                shard_count = parse_shard_count(body) if body else None
-                if shard_count is None:
-                    raise PollError(Reason.INVALID_RESPONSE, "empty account response")
-                collectors.append(("shards", None))
-            except InvalidResponse as err:
-                collectors.append(("shards", PollError(Reason.INVALID_RESPONSE, str(err))))
-            except PollError as err:
-                collectors.append(("shards", err))
+            shard_count, error = await self._optional(
+                deadline, "/v1/account/shards", lambda body, **_: parse_shard_count(body)
+            )
+            collectors.append(("shards", error))
         return Answer(support, received_at, gateways, shard_count, tuple(collectors))
+
+    async def _optional(
+        self, deadline: float, path: str, parse: Callable[..., T]
+    ) -> tuple[T | None, PollError | None]:
+        """An optional endpoint: its parsed answer, or why not; never raises."""
+        try:
+            return await self._parse(parse, await self._within(deadline, self._get(path))), None
+        except PollError as err:
+            return None, err
 
     async def _within(self, deadline: float, work: Awaitable[T]) -> T:
         """Run one request under the attempt's deadline; every failure becomes a PollError."""

@@ -81,7 +81,7 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="starting\n")
 
 
-async def reload(request: web.Request) -> web.Response:
+async def reload_config(request: web.Request) -> web.Response:
     error = await request.app[RELOAD]("POST /-/reload")
     if error is not None:
         return web.Response(status=500, text=f"reload failed: {error}\n")
@@ -196,5 +196,5 @@ def create_app(
     app.router.add_get("/-/ready", ready)
     if reload is not None:
         app[RELOAD] = reload
-        app.router.add_post("/-/reload", globals()["reload"])
+        app.router.add_post("/-/reload", reload_config)
     return app
