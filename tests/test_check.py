@@ -45,7 +45,7 @@ def rows_of(out: str, target: str) -> list[str]:
 @pytest.fixture
 def two_auths(sim: Simulator, sim_base: str, tmp_path: Path) -> Path:
     """A single instance taking key A and an HA pair taking only login B, in one config file."""
-    sim.add_instance("one", "single", api_key=KEY_A)
+    sim.add_instance("one", "single", api_key=KEY_A).socket_conn = "UP"  # no clock-driven flap
     sim.add_instance("two", "ha", username=USER_B, password=PASSWORD_B)
     (tmp_path / "password-b").write_text(PASSWORD_B + "\n")
     config = tmp_path / "config.yml"
