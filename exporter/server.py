@@ -24,7 +24,7 @@ import logging
 import resource
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -71,9 +71,9 @@ class _Refuse(asyncio.Protocol):
     """Over the connection cap with nothing idle to close: 503 and close at once."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_REFUSAL)
-        transport.close()
+        writable = cast(asyncio.WriteTransport, transport)  # uvloop's is no asyncio subclass
+        writable.write(_REFUSAL)
+        writable.close()
 
 
 class _Guard:
@@ -111,7 +111,6 @@ class _Guard:
                 if transport is None:
                     self.handlers.discard(handler)
                     continue
-                assert isinstance(transport, asyncio.WriteTransport)
                 buffered = transport.get_write_buffer_size()
                 if buffered == 0:
                     continue
@@ -138,7 +137,6 @@ def _busy(handler: RequestHandler) -> bool:
         return False
     if getattr(handler, "_request_in_progress", False):
         return True
-    assert isinstance(transport, asyncio.WriteTransport)
     return transport.get_write_buffer_size() > 0
 
 
