@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from exporter import __version__
 from exporter.errors import Reason
 from exporter.snapshot import TargetSnapshot
-from exporter.support import Container, utc_seconds
+from exporter.support import Container, Support, utc_seconds
 
 SOCKET_STATES = ("UP", "DN", "SC", "UP receiving offline", "UNK")
 ROLES = ("primary_master", "secondary_master", "coreapp")
@@ -57,7 +57,7 @@ class Family:
     help: str
     labels: tuple[str, ...] = ()  # the labels after target (and host, container_id)
     # how a container family takes its samples from a container (None: a per-target family)
-    samples: Callable[[Container, float | None], Iterable[Sample]] | None = None
+    samples: Callable[[Container, float | None], Sequence[Sample]] | None = None
 
     def header(self, openmetrics: bool) -> str:
         """HELP and TYPE lines; OpenMetrics names a counter family without ``_total``."""
@@ -65,19 +65,6 @@ class Family:
         if openmetrics and self.kind is Kind.COUNTER:
             name = name.removesuffix("_total")
         return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
-
-    def line(self, base: str, value: float, *values: str) -> str:
-        """One sample line; ``base`` is the target's (and container's) labels, already escaped."""
-        if len(values) != len(self.labels):
-            raise ValueError(f"{self.name} takes labels {self.labels}, got {values!r}")
-        if values:
-            extra = _extra(self.labels, values)
-            inner = base + extra if base else extra[1:]
-        else:
-            inner = base
-        if not inner:
-            return f"{self.name} {number(value)}\n"
-        return f"{self.name}{{{inner}}} {number(value)}\n"
 
 
 @functools.lru_cache(maxsize=8192)
@@ -87,71 +74,70 @@ def _extra(labels: tuple[str, ...], values: tuple[str, ...]) -> str:
     return "".join([f',{label}="{escape(v)}"' for label, v in zip(labels, values, strict=True)])
 
 
-def _states(known: tuple[str, ...], current: str) -> Iterator[Sample]:
+def _states(known: tuple[str, ...], current: str) -> list[Sample]:
     """A state set: one series per documented state (zeros too), plus an undocumented current."""
-    for state in known:
-        yield (state,), 1 if state == current else 0
+    samples: list[Sample] = [((state,), 1 if state == current else 0) for state in known]
     if current not in known:
-        yield (current,), 1
+        samples.append(((current,), 1))
+    return samples
 
 
-def _one(value: float | None) -> Iterator[Sample]:
-    if value is not None:
-        yield (), value
+# Sample functions return sequences, not generators: a poll renders 13 families per container,
+# and a generator per family cost a third of the render.
+def _one(value: float | None) -> tuple[Sample, ...]:
+    return () if value is None else (((), value),)
 
 
-def _flag(value: bool | None) -> Iterator[Sample]:
-    if value is not None:
-        yield (), 1 if value else 0
+def _flag(value: bool | None) -> tuple[Sample, ...]:
+    return () if value is None else (((), 1 if value else 0),)
 
 
-def _free_space(c: Container, _: float | None) -> Iterator[Sample]:
-    for directory, free in c.free_space.items():
-        yield (directory,), free
+def _free_space(c: Container, _: float | None) -> list[Sample]:
+    return [((directory,), free) for directory, free in c.free_space.items()]
 
 
-def _socket_state(c: Container, _: float | None) -> Iterable[Sample]:
+def _socket_state(c: Container, _: float | None) -> Sequence[Sample]:
     return () if c.socket_conn is None else _states(SOCKET_STATES, c.socket_conn)
 
 
-def _socket_connected(c: Container, _: float | None) -> Iterable[Sample]:
+def _socket_connected(c: Container, _: float | None) -> Sequence[Sample]:
     return _flag(None if c.socket_conn is None else c.socket_conn == "UP")
 
 
-def _expiry(c: Container, _: float | None) -> Iterable[Sample]:
+def _expiry(c: Container, _: float | None) -> Sequence[Sample]:
     return _one(None if c.expire_timestamp is None else utc_seconds(c.expire_timestamp))
 
 
-def _role(c: Container, _: float | None) -> Iterable[Sample]:
+def _role(c: Container, _: float | None) -> Sequence[Sample]:
     return () if c.role is None else _states(ROLES, c.role)
 
 
-def _shards_owned(c: Container, _: float | None) -> Iterable[Sample]:
+def _shards_owned(c: Container, _: float | None) -> Sequence[Sample]:
     return _one(None if c.shards is None else len(c.shards))
 
 
-def _shard_owned(c: Container, _: float | None) -> Iterator[Sample]:
-    for shard in sorted(c.shards or ()):
-        yield (str(shard),), 1
+def _shard_owned(c: Container, _: float | None) -> list[Sample]:
+    return [((str(shard),), 1) for shard in sorted(c.shards or ())]
 
 
-def _schema(c: Container, _: float | None) -> Iterator[Sample]:
-    for table, version in (c.schema_ or {}).items():
-        yield (table,), version
+def _schema(c: Container, _: float | None) -> list[Sample]:
+    return [((table,), version) for table, version in (c.schema_ or {}).items()]
 
 
-def _build_info(c: Container, _: float | None) -> Iterator[Sample]:
-    if c.version is not None or c.description is not None:
-        yield (c.version or "", c.description or ""), 1
+def _build_info(c: Container, _: float | None) -> Sequence[Sample]:
+    if c.version is None and c.description is None:
+        return ()
+    return (((c.version or "", c.description or ""), 1),)
 
 
-def _container_info(c: Container, _: float | None) -> Iterator[Sample]:
+def _container_info(c: Container, _: float | None) -> Sequence[Sample]:
     values = (c.db_engine, c.os_name, c.os_version, c.lc, c.lg)
-    if any(v is not None for v in values):
-        yield tuple(v or "" for v in values), 1
+    if all(v is None for v in values):
+        return ()
+    return ((tuple(v or "" for v in values), 1),)
 
 
-def _clock_skew(c: Container, received_at: float | None) -> Iterable[Sample]:
+def _clock_skew(c: Container, received_at: float | None) -> Sequence[Sample]:
     if c.device_iso8601 is None or received_at is None:
         return ()
     # a clock given in whole seconds is compared with ours in whole seconds: otherwise the
@@ -252,6 +238,13 @@ _CONTAINER_FAMILIES = (
         samples=_clock_skew,
     ),
 )
+# what the render loop needs of each container family, looked up once
+_CONTAINER_PLAN = tuple(
+    (f.name, f.labels, len(f.labels), f.samples)
+    for f in _CONTAINER_FAMILIES
+    if f.samples is not None
+)
+assert len(_CONTAINER_PLAN) == len(_CONTAINER_FAMILIES), "a container family without samples"
 GATEWAY_STATUS = Family(
     "whatsapp_gateway_status",
     GAUGE,
@@ -395,6 +388,23 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+def _append(lines: list[str], family: Family, labels: str, samples: Iterable[Sample]) -> None:
+    """Sample lines of one family; ``labels`` are the target's (and container's), escaped.
+
+    A sample with the wrong number of label values is a bug in this module: it raises.
+    """
+    name, names, arity = family.name, family.labels, len(family.labels)
+    for values, value in samples:
+        if len(values) != arity:
+            raise ValueError(f"{name} takes labels {names}, got {values!r}")
+        inner = labels
+        if values:
+            extra = _extra(names, values)
+            inner = labels + extra if labels else extra[1:]
+        text = str(value) if type(value) is int else number(value)
+        lines.append(f"{name}{{{inner}}} {text}\n" if inner else f"{name} {text}\n")
+
+
 class _Lines:
     """Per-family sample lines of one target, in the order they are rendered."""
 
@@ -403,28 +413,34 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: dict[str, list[str]] = {}
 
-    def add(self, family: Family, base: str, value: float, *values: str) -> None:
+    def add(self, family: Family, labels: str, samples: Iterable[Sample]) -> None:
         lines = self.lines.get(family.name)
         if lines is None:
             lines = self.lines[family.name] = []
-        lines.append(family.line(base, value, *values))
+        _append(lines, family, labels, samples)
+
+    def one(self, family: Family, labels: str, value: float) -> None:
+        """The single sample of a family without labels of its own."""
+        self.add(family, labels, (((), value),))
 
 
-def _render_samples(
-    out: _Lines, family: Family, labels: str, fields: Container, received_at: float | None
-) -> None:
-    """A container family's lines: ``Family.line`` inlined, the hot loop of a poll."""
-    assert family.samples is not None
-    name, names, arity = family.name, family.labels, len(family.labels)
-    lines = []
-    for values, value in family.samples(fields, received_at):
-        if len(values) != arity:
-            raise ValueError(f"{name} takes labels {names}, got {values!r}")
-        extra = _extra(names, values) if values else ""
-        text = str(value) if type(value) is int else number(value)
-        lines.append(f"{name}{{{labels}{extra}}} {text}\n")
-    if lines:
-        out.lines.setdefault(name, []).extend(lines)
+def _render_containers(out: _Lines, base: str, support: Support, received_at: float | None) -> None:
+    """The container families' lines: the hot loop of a poll (13 families per container)."""
+    lists: list[list[str]] = [[] for _ in _CONTAINER_FAMILIES]
+    for container in support.containers:
+        labels = _container_labels(base, container.host, container.container_id)
+        fields = container.fields
+        # _append inlined: a call per family and container cost 8% of the render
+        for (name, names, arity, samples), lines in zip(_CONTAINER_PLAN, lists, strict=True):
+            for values, value in samples(fields, received_at):
+                if len(values) != arity:
+                    raise ValueError(f"{name} takes labels {names}, got {values!r}")
+                extra = _extra(names, values) if values else ""
+                text = str(value) if type(value) is int else number(value)
+                lines.append(f"{name}{{{labels}{extra}}} {text}\n")
+    for family, lines in zip(_CONTAINER_FAMILIES, lists, strict=True):
+        if lines:
+            out.lines[family.name] = lines
 
 
 def _container_labels(base: str, host: str | None, container_id: str | None) -> str:
@@ -437,43 +453,37 @@ def render_target(snapshot: TargetSnapshot) -> dict[str, str]:
     """All series of one target, as text per family name."""
     out = _Lines()
     base = f'target="{escape(snapshot.name)}"'
-    out.add(UP, base, 1 if snapshot.up else 0)
+    out.one(UP, base, 1 if snapshot.up else 0)
     support = snapshot.support
     if support is not None:
-        for container in support.containers:
-            labels = _container_labels(base, container.host, container.container_id)
-            for family in _CONTAINER_FAMILIES:
-                _render_samples(out, family, labels, container.fields, snapshot.received_at)
+        _render_containers(out, base, support, snapshot.received_at)
         if support.api_status is not None:
-            for values, value in _states(API_STATUSES, support.api_status):
-                out.add(API_STATUS, base, value, *values)
+            out.add(API_STATUS, base, _states(API_STATUSES, support.api_status))
         if snapshot.health is not None:
             for gateway in snapshot.health.gateways:
                 labels = _container_labels(base, gateway.host, gateway.container_id)
-                for values, value in _states(GATEWAY_STATES, gateway.status):
-                    out.add(GATEWAY_STATUS, labels, value, *values)
+                out.add(GATEWAY_STATUS, labels, _states(GATEWAY_STATES, gateway.status))
         if snapshot.shards_configured is not None:
-            out.add(SHARDS_CONFIGURED, base, snapshot.shards_configured)
+            out.one(SHARDS_CONFIGURED, base, snapshot.shards_configured)
     if snapshot.labels:
-        out.add(TARGET_INFO, _target_info_labels(base, snapshot.labels), 1)
+        out.one(TARGET_INFO, _target_info_labels(base, snapshot.labels), 1)
     if snapshot.last_duration is not None:
-        out.add(POLL_DURATION, base, snapshot.last_duration)
+        out.one(POLL_DURATION, base, snapshot.last_duration)
     if snapshot.last_success is not None:
-        out.add(LAST_SUCCESS, base, snapshot.last_success)
-    out.add(POLLS, base, snapshot.polls)
-    for reason in ERROR_REASONS:
-        out.add(POLL_ERRORS, base, snapshot.errors.get(reason, 0), reason)
+        out.one(LAST_SUCCESS, base, snapshot.last_success)
+    out.one(POLLS, base, snapshot.polls)
+    out.add(POLL_ERRORS, base, [((r,), snapshot.errors.get(r, 0)) for r in ERROR_REASONS])
     if snapshot.with_logins:
-        for result in LOGIN_RESULTS:
-            out.add(LOGINS, base, snapshot.logins.get(result, 0), result)
-    for name, count in sorted(snapshot.invalid_fields.items()):
-        out.add(INVALID_FIELDS, base, count, name)
-    for collector, state in sorted(snapshot.collectors.items()):
-        out.add(COLLECTOR_SUCCESS, base, 1 if state.success else 0, collector)
-    for collector, state in sorted(snapshot.collectors.items()):
-        for reason in ERROR_REASONS:
-            out.add(COLLECTOR_ERRORS, base, state.errors.get(reason, 0), collector, reason)
-    return {family: "".join(lines) for family, lines in out.lines.items()}
+        out.add(LOGINS, base, [((r,), snapshot.logins.get(r, 0)) for r in LOGIN_RESULTS])
+    out.add(INVALID_FIELDS, base, [((f,), n) for f, n in sorted(snapshot.invalid_fields.items())])
+    collectors = sorted(snapshot.collectors.items())
+    out.add(COLLECTOR_SUCCESS, base, [((c,), 1 if state.success else 0) for c, state in collectors])
+    out.add(
+        COLLECTOR_ERRORS,
+        base,
+        [((c, r), state.errors.get(r, 0)) for c, state in collectors for r in ERROR_REASONS],
+    )
+    return {family: "".join(lines) for family, lines in out.lines.items() if lines}
 
 
 def _target_info_labels(base: str, labels: tuple[tuple[str, str], ...]) -> str:
@@ -490,12 +500,12 @@ def exporter_pieces(
 ) -> dict[str, str]:
     """The exporter's own series, not tied to a target."""
     out = _Lines()
-    out.add(EXPORTER_BUILD_INFO, "", 1, __version__)
+    out.add(EXPORTER_BUILD_INFO, "", (((__version__,), 1),))
     if reload_ok is not None:
-        out.add(CONFIG_RELOAD_SUCCESSFUL, "", 1 if reload_ok else 0)
+        out.one(CONFIG_RELOAD_SUCCESSFUL, "", 1 if reload_ok else 0)
     if reload_timestamp is not None:
-        out.add(CONFIG_RELOAD_TIMESTAMP, "", reload_timestamp)
+        out.one(CONFIG_RELOAD_TIMESTAMP, "", reload_timestamp)
     if shard is not None and total_shards is not None:
-        out.add(SHARD_ORDINAL, "", shard)
-        out.add(TOTAL_SHARDS, "", total_shards)
+        out.one(SHARD_ORDINAL, "", shard)
+        out.one(TOTAL_SHARDS, "", total_shards)
     return {family: "".join(lines) for family, lines in out.lines.items()}

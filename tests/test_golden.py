@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter import collector
 from exporter.collector import exporter_pieces, render_target
 from exporter.exposition import Exposition
 from exporter.snapshot import TargetSnapshot
@@ -146,3 +147,33 @@ def test_clock_skew_of_a_whole_second_clock_has_no_rounding_bias(device: str, sk
         f'whatsapp_clock_skew_seconds{{target="t"}} {skew}\n'
         in render_target(snap)["whatsapp_clock_skew_seconds"]
     )
+
+
+def test_a_family_given_the_wrong_number_of_label_values_fails_the_render_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A developer's slip in the family table (a sample without its ``directory``) is an error,
+    not series that quietly lack a label."""
+    support = parse_support((HERE / "payloads" / "single.json").read_bytes())
+    snap = TargetSnapshot(name="single", url="http://x", up=True, support=support)
+    plan = list(collector._CONTAINER_PLAN)
+    name, names, arity, _ = plan[0]
+    assert name == "whatsapp_free_space_bytes"
+    plan[0] = (name, names, arity, lambda c, _: [((), 1.0)])
+    monkeypatch.setattr(collector, "_CONTAINER_PLAN", tuple(plan))
+    with pytest.raises(
+        ValueError, match=r"whatsapp_free_space_bytes takes labels \('directory',\)"
+    ):
+        render_target(snap)
+
+
+def test_a_per_target_family_given_the_wrong_number_of_label_values_fails_the_render(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        collector,
+        "LOGINS",
+        collector.Family("whatsapp_exporter_logins_total", collector.Kind.COUNTER, "h"),
+    )
+    with pytest.raises(ValueError, match="whatsapp_exporter_logins_total takes labels"):
+        render_target(TargetSnapshot(name="t", url="http://x", with_logins=True))
