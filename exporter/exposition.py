@@ -86,8 +86,8 @@ class Exposition:
         store = self.store
         if store.generation == self._generation:
             return
-        entries = dict(store.entries())
         if store.layout != self._layout:
+            entries = dict(store.entries())
             self._names = list(entries)
             self._index = {name: i for i, name in enumerate(self._names)}
             self._seen = entries
@@ -95,10 +95,8 @@ class Exposition:
             self._layout = store.layout
         else:
             dirty: set[tuple[str, int]] = set()
-            for name, entry in entries.items():
+            for name, entry in store.changed_since(self._generation):
                 old = self._seen[name]
-                if old.generation == entry.generation:
-                    continue
                 block = self._index[name] // BLOCK_TARGETS
                 for family in old.pieces.keys() | entry.pieces.keys():
                     if old.pieces.get(family) != entry.pieces.get(family):

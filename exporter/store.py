@@ -2,8 +2,8 @@
 
 Shaped like kube-state-metrics' ``MetricsStore``: the store is given the render function, keeps
 each target's rendered pieces (text per metric family) with a generation number, and is read only
-by the writer (``exposition.py``), which finds what changed by comparing generations. Nothing
-here is consumed destructively, so any number of readers see the same thing.
+by the writer (``exposition.py``), which asks what changed since the generation it last saw.
+Nothing here is consumed destructively, so any number of readers see the same thing.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class Store:
         self._render = render
         self.snapshots: dict[str, TargetSnapshot] = {}
         self._entries: dict[str, Entry] = {}
+        # target name -> generation of its last change, oldest first: what changed since a
+        # generation costs what changed, not a walk over the fleet
+        self._changes: dict[str, int] = {}
         self.generation = 0  # bumps on every change
         self.layout = 0  # bumps when a target is added or removed (positions move)
 
@@ -47,6 +50,7 @@ class Store:
     def delete(self, name: str) -> None:
         """Forget a target: its series go with it."""
         self.snapshots.pop(name, None)
+        self._changes.pop(name, None)
         if self._entries.pop(name, None) is not None:
             self.generation += 1
             self.layout += 1
@@ -56,12 +60,23 @@ class Store:
         if old is not None and old.pieces == pieces:
             return
         self.generation += 1
+        self._changes.pop(name, None)
+        self._changes[name] = self.generation
         if old is None:
             self.layout += 1
             if name == EXPORTER:  # always first
                 self._entries = {EXPORTER: Entry(self.generation, pieces), **self._entries}
                 return
         self._entries[name] = Entry(self.generation, pieces)
+
+    def changed_since(self, generation: int) -> list[tuple[str, Entry]]:
+        """The entries stored after ``generation`` (the exporter's too), newest first."""
+        changed = []
+        for name, stored in reversed(self._changes.items()):
+            if stored <= generation:
+                break
+            changed.append((name, self._entries[name]))
+        return changed
 
     def entries(self) -> Iterator[tuple[str, Entry]]:
         """Every target's entry (and the exporter's first), in exposition order."""

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import trustme
 import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -31,6 +34,7 @@ API_KEY = "test-api-key-0123456789"
 USERNAME = "monitor"
 PASSWORD = "pa55-w0rd-for-tests"
 SECRETS = (API_KEY, PASSWORD)
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -134,6 +138,45 @@ def series(text: str, name: str) -> dict[str, float]:
     return out
 
 
+MiB = 1024 * 1024
+
+
+def poll_errors(text: str, target: str = "wa") -> dict[str, float]:
+    """whatsapp_exporter_poll_errors_total of one target as {reason: count}."""
+    out = {}
+    for labels, value in series(text, "whatsapp_exporter_poll_errors_total").items():
+        if f'target="{target}"' in labels:
+            out[labels.split('reason="')[1].rstrip('"}')] = value
+    return out
+
+
+def up(text: str, target: str = "wa") -> float:
+    return series(text, "whatsapp_up")[f'{{target="{target}"}}']
+
+
+def has_data(text: str, target: str = "wa") -> bool:
+    """The target's container series are served (they go once its data is stale)."""
+    return f'whatsapp_socket_connected{{target="{target}"' in text
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Any], Awaitable[str]]]:
+    """Factory: serve one aiohttp handler on every path; returns the base URL."""
+    servers: list[TestServer] = []
+
+    async def start(handler: Any) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
 @pytest.fixture
 async def harness(sim_base: str) -> AsyncIterator[HarnessFactory]:
     """Factory: ``harness("instance-name", api_key=..., username=..., **settings)``."""
@@ -176,8 +219,6 @@ async def harness(sim_base: str) -> AsyncIterator[HarnessFactory]:
 
 
 def _wall_clock() -> float:
-    import time
-
     return time.time()
 
 
@@ -189,6 +230,36 @@ async def wait_for(predicate: Callable[[], bool], within: float = 3.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+def wait_until(check: Callable[[], T | None], within: float = 10.0, what: str = "condition") -> T:
+    """Wait for a real process (Prometheus, the exporter's own process) to show something:
+    poll ``check`` every 50 ms until it returns something truthy; an OSError counts as not yet."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {within}s")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A certificate authority made at test time."""
+    return trustme.CA()
 
 
 def exporter_app_factory(

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port, wait_until
+
 PYTHON = sys.executable
 SECRET_URL_PASSWORD = "hunter2-in-url"
 SHORT_KEY = "shortkey"
@@ -365,13 +367,6 @@ def test_the_real_process_exits_2_with_one_line_and_no_traceback(files: Path) ->
 # -- running processes ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -380,14 +375,6 @@ def get(url: str) -> tuple[int, str]:
         return err.code, ""
     except OSError:
         return 0, ""
-
-
-def wait_until(predicate: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture

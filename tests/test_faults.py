@@ -7,81 +7,32 @@ schedule itself run it with intervals of milliseconds and count what the upstrea
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import gc
 import logging
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import psutil
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from exporter.collector import DATA_FAMILIES, ERROR_REASONS
+from exporter.collector import ERROR_REASONS
 from exporter.simulator import Instance, Simulator
 from tests.conftest import (
     API_KEY,
     PASSWORD,
     SECRETS,
     USERNAME,
-    FakeClock,
     Harness,
     HarnessFactory,
     exporter_app_factory,
+    free_port,
+    has_data,
     make_settings,
+    poll_errors,
     series,
+    up,
     wait_for,
 )
-
-MiB = 1024 * 1024
-
-
-def errors(text: str, target: str = "wa") -> dict[str, float]:
-    """whatsapp_exporter_poll_errors_total of one target as {reason: count}."""
-    out = {}
-    for labels, value in series(text, "whatsapp_exporter_poll_errors_total").items():
-        if f'target="{target}"' in labels:
-            out[labels.split('reason="')[1].rstrip('"}')] = value
-    return out
-
-
-def up(text: str, target: str = "wa") -> float:
-    return series(text, "whatsapp_up")[f'{{target="{target}"}}']
-
-
-def has_data(text: str, target: str = "wa") -> bool:
-    return f'whatsapp_socket_connected{{target="{target}"' in text
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[Any], Awaitable[str]]]:
-    """Factory: serve one aiohttp handler on every path; returns the base URL."""
-    servers: list[TestServer] = []
-
-    async def start(handler: Any) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("")).rstrip("/")
-
-    yield start
-    for server in servers:
-        await server.close()
-
 
 # -- the matrix: one fault per reason, then healthy again ----------------------------------------
 
@@ -135,7 +86,7 @@ async def test_each_fault_is_counted_under_its_reason_and_the_target_recovers(
     assert time.monotonic() - started < 1.5
     text = h.metrics()
     assert up(text) == 0
-    assert errors(text) == {r: (1.0 if r == reason else 0.0) for r in ERROR_REASONS}
+    assert poll_errors(text) == {r: (1.0 if r == reason else 0.0) for r in ERROR_REASONS}
     assert h.snapshot.last_error == reason
     assert not has_data(text)
 
@@ -145,7 +96,7 @@ async def test_each_fault_is_counted_under_its_reason_and_the_target_recovers(
     text = h.metrics()
     assert up(text) == 1
     assert has_data(text)
-    assert errors(text)[reason] == 1  # a counter: the fault stays counted
+    assert poll_errors(text)[reason] == 1  # a counter: the fault stays counted
     assert series(text, "whatsapp_exporter_polls_total") == {'{target="wa"}': 2.0}
 
 
@@ -153,7 +104,7 @@ async def test_refused_connection_is_counted_as_connect(harness: HarnessFactory)
     h = harness("gone", url=f"http://127.0.0.1:{free_port()}")
     await h.poll()
     assert h.snapshot.last_error == "connect"
-    assert errors(h.metrics(), "gone")["connect"] == 1
+    assert poll_errors(h.metrics(), "gone")["connect"] == 1
 
 
 async def test_unresolvable_host_is_counted_as_connect(harness: HarnessFactory) -> None:
@@ -218,261 +169,6 @@ async def test_rejected_login_is_counted_as_auth_and_as_a_failed_login(
     assert h.snapshot.last_error == "auth"
     assert 'whatsapp_exporter_logins_total{target="wa",result="failure"} 1' in text
     assert sim.instance("wa").requests["support"] == 0
-
-
-# -- backoff ---------------------------------------------------------------------------------
-
-
-async def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets_on_success(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("wa", "single")
-    inst.faults.status = 503
-    h = harness("wa", poll_interval=0.01, max_backoff=1.0)
-    delays = [await h.poll() for _ in range(12)]
-    assert delays[0] == pytest.approx(0.01)
-    assert max(delays) <= 1.0
-    assert min(delays[-4:]) >= 0.5  # grown to the cap (jitter takes at most half)
-    assert len(set(delays[-4:])) == 4  # jittered: a fleet does not retry in lockstep
-    inst.faults.status = None
-    delay = await h.poll()
-    assert h.snapshot.up
-    assert 0.0095 <= delay <= 0.0105
-
-
-@pytest.mark.parametrize("status", [500, 404])
-async def test_errors_that_are_not_overload_keep_the_normal_interval(
-    harness: HarnessFactory, sim: Simulator, status: int
-) -> None:
-    sim.add_instance("wa", "single").faults.status = status
-    h = harness("wa", poll_interval=0.01, max_backoff=1.0)
-    delays = [await h.poll() for _ in range(6)]
-    assert max(delays) <= 0.0105
-
-
-async def _run_schedule(h: Any, seconds: float) -> None:
-    task = asyncio.create_task(h.poller.run())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param({"status": 429}, id="rate_limited"),
-        pytest.param({"status": 503}, id="unavailable"),
-        pytest.param({"hang": True}, id="timeout"),
-    ],
-)
-async def test_a_failing_upstream_sees_far_fewer_requests_than_a_healthy_one(
-    harness: HarnessFactory, sim: Simulator, fault: dict[str, Any]
-) -> None:
-    sim.add_instance("healthy", "single")
-    failing = sim.add_instance("failing", "single")
-    for key, value in fault.items():
-        setattr(failing.faults, key, value)
-    settings = {"poll_interval": 0.02, "poll_timeout": 0.02, "max_backoff": 0.3}
-    polls = [harness("healthy", **settings), harness("failing", **settings)]
-    await asyncio.gather(*(_run_schedule(h, 0.8) for h in polls))
-    healthy = sim.instance("healthy").requests["support"]
-    failed = failing.requests["support"]
-    assert healthy >= 15
-    assert failed <= 8, f"{failed} requests to a failing upstream vs {healthy} to a healthy one"
-
-
-async def test_a_rejected_login_is_not_retried_at_every_interval(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("wa", "single")
-    h = harness(
-        "wa",
-        api_key=None,
-        username=USERNAME,
-        password="not-the-password",
-        poll_interval=0.02,
-        max_backoff=0.3,
-    )
-    await _run_schedule(h, 0.8)
-    # 40 intervals went by; backing off 0.02, 0.04, 0.08, 0.16, then ~0.3 leaves a handful
-    assert 1 <= inst.requests["login"] <= 8
-    assert h.snapshot.logins["failure"] == inst.requests["login"]
-    assert inst.requests["support"] == 0
-
-
-async def test_retry_after_in_seconds_is_honoured(harness: HarnessFactory, sim: Simulator) -> None:
-    inst = sim.add_instance("wa", "single")
-    inst.faults.status = 429
-    inst.faults.retry_after = "42"
-    h = harness("wa", poll_interval=0.01, max_backoff=100.0)
-    assert await h.poll() == pytest.approx(42.0)
-    inst.faults.status = 503
-    inst.faults.retry_after = "7"
-    assert await h.poll() == pytest.approx(7.0)
-
-
-async def test_retry_after_as_an_http_date_is_honoured(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    clock = FakeClock()
-    inst = sim.add_instance("wa", "single")
-    inst.faults.status = 503
-    inst.faults.retry_after = email.utils.formatdate(clock.now + 120, usegmt=True)
-    h = harness("wa", poll_interval=0.01, max_backoff=300.0, clock=clock)
-    assert await h.poll() == pytest.approx(120.0, abs=1.0)
-
-
-async def test_retry_after_never_parks_a_target_past_max_backoff_and_garbage_is_ignored(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("wa", "single")
-    inst.faults.status = 429
-    inst.faults.retry_after = str(30 * 86400)
-    h = harness("wa", poll_interval=0.01, max_backoff=5.0)
-    assert await h.poll() == pytest.approx(5.0)
-    for garbage in ("soon, maybe", "\u00b2", "-5", "1e3"):
-        inst.faults.retry_after = garbage
-        assert await h.poll() <= 5.0
-        assert h.snapshot.last_error == "rate_limited"
-    assert h.snapshot.errors["rate_limited"] == 5
-
-
-# -- staleness and churn of containers --------------------------------------------------------
-
-
-async def test_data_of_a_failing_target_is_withdrawn_once_stale(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("wa", "single")
-    h = harness("wa", stale_after=0.3)
-    await h.poll()
-    inst.faults.status = 503
-    await h.poll()
-    text = h.metrics()
-    assert up(text) == 0
-    assert has_data(text), "data younger than stale-after is still served"
-    await wait_for(lambda: not has_data(h.metrics()), within=1.5)
-    text = h.metrics()
-    assert up(text) == 0
-    assert "whatsapp_exporter_last_success_timestamp_seconds" in text
-    samples = [line for line in text.splitlines() if not line.startswith("#")]
-    for family in DATA_FAMILIES:
-        assert not any(line.startswith(family + "{") for line in samples), family
-    inst.faults.status = None
-    await h.poll()
-    assert has_data(h.metrics())
-
-
-async def test_data_of_a_hanging_target_is_withdrawn_on_time_even_while_polls_back_off(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("wa", "single")
-    h = harness("wa", stale_after=0.3, poll_interval=0.02, poll_timeout=0.1, max_backoff=5.0)
-    await h.poll()
-    succeeded = time.monotonic()
-    inst.faults.hang = True
-    task = asyncio.create_task(h.poller.run())
-    try:
-        await wait_for(lambda: not has_data(h.metrics()), within=1.5)
-        assert 0.25 <= time.monotonic() - succeeded <= 1.0
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def test_a_container_that_leaves_the_cluster_leaves_metrics_at_once(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("mc", "multiconnect", masters=2, coreapps=4, shards=4)
-    h = harness("mc")
-    await h.poll()
-    gone = inst.containers.pop(3)
-    assert gone.container_id in h.metrics()
-    await h.poll()
-    text = h.metrics()
-    assert gone.container_id not in text
-    assert len(series(text, "whatsapp_socket_connected")) == 5
-
-
-# -- bounded memory -------------------------------------------------------------------------
-
-
-def _rss() -> int:
-    gc.collect()
-    return int(psutil.Process().memory_info().rss)
-
-
-class PeakRss:
-    """The highest RSS seen while the block runs, sampled every few milliseconds in a thread."""
-
-    def __enter__(self) -> PeakRss:
-        self.before = _rss()
-        self.peak = self.before
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        process = psutil.Process()
-        while not self._done.wait(0.002):
-            self.peak = max(self.peak, process.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    @property
-    def grown(self) -> int:
-        return self.peak - self.before
-
-
-async def test_a_50mb_body_is_refused_without_growing_memory(
-    harness: HarnessFactory, sim: Simulator
-) -> None:
-    inst = sim.add_instance("wa", "single")
-    h = harness("wa")
-    await h.poll()  # warm up the session and the parser
-    inst.faults.body_size = 50 * 1000 * 1000
-    started = time.monotonic()
-    with PeakRss() as rss:
-        await h.poll()
-    elapsed = time.monotonic() - started
-    assert h.snapshot.last_error == "invalid_response"
-    assert rss.grown < 8 * MiB, f"RSS grew by {rss.grown / MiB:.1f} MiB"
-    assert elapsed < 1.0
-
-
-async def test_a_50mb_chunked_body_without_length_is_cut_off_while_streaming(
-    harness: HarnessFactory, raw_server: Any
-) -> None:
-    chunk = b" " * 65536
-    sent = {"bytes": 0}
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        response.content_type = "application/json"
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        try:
-            await response.write(b'{"support": {"lc": "')
-            while sent["bytes"] < 50 * 1000 * 1000:
-                await response.write(chunk)
-                sent["bytes"] += len(chunk)
-            await response.write(b'"}}')
-            await response.write_eof()
-        except ConnectionError:
-            pass
-        return response
-
-    base = await raw_server(handler)
-    h = harness("wa", url=base)
-    with PeakRss() as rss:
-        await h.poll()
-    assert h.snapshot.last_error == "invalid_response"
-    assert "exceeds" in h.snapshot.last_error_detail
-    assert rss.grown < 8 * MiB, f"RSS grew by {rss.grown / MiB:.1f} MiB"
-    assert sent["bytes"] < 20 * MiB, "the exporter kept reading after the cap"
 
 
 # -- logging ---------------------------------------------------------------------------------

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import io
 import logging
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
+import psutil
 import pytest
+from aiohttp import web
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.collector import render_target
@@ -37,24 +42,16 @@ from tests.conftest import (
     USERNAME,
     Harness,
     HarnessFactory,
+    MiB,
     make_settings,
+    poll_errors,
     series,
     wait_for,
 )
 
-MiB = 1024 * 1024
-
 
 def sample_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
-
-
-def poll_errors(h: Harness, target: str) -> dict[str, float]:
-    out = {}
-    for labels, value in series(h.metrics(), "whatsapp_exporter_poll_errors_total").items():
-        if f'target="{target}"' in labels:
-            out[labels.split('reason="')[1].rstrip('"}')] = value
-    return out
 
 
 async def poll_beside(hostile: Harness, healthy: Harness) -> tuple[float, list[float]]:
@@ -105,7 +102,7 @@ async def test_an_answer_past_the_series_limit_fails_cheaply_and_the_healthy_tar
 
     assert hostile.snapshot.last_error is Reason.INVALID_RESPONSE
     assert "--poll.max-series" in hostile.snapshot.last_error_detail
-    assert poll_errors(hostile, "wa")["invalid_response"] == 1
+    assert poll_errors(hostile.metrics(), "wa")["invalid_response"] == 1
     assert peak < 64 * MiB, f"peak {peak / MiB:.1f} MiB for one poll"
     assert healthy.snapshot.up and len(latencies) >= 2
     assert max(latencies) < 0.5, f"healthy polls took up to {max(latencies):.3f}s"
@@ -161,7 +158,7 @@ async def test_any_retry_after_counts_as_rate_limited_and_waits_at_most_max_back
     for _ in range(3):
         delay = await h.poll()
         assert 0 < delay <= 0.2
-    assert poll_errors(h, "wa")["rate_limited"] == 3
+    assert poll_errors(h.metrics(), "wa")["rate_limited"] == 3
 
 
 async def test_a_login_token_with_cr_lf_is_an_invalid_response_and_never_logged(
@@ -174,7 +171,7 @@ async def test_a_login_token_with_cr_lf_is_an_invalid_response_and_never_logged(
         await h.poll()
         await h.poll()
     assert h.snapshot.last_error is Reason.INVALID_RESPONSE
-    assert poll_errors(h, "wa")["invalid_response"] == 2
+    assert poll_errors(h.metrics(), "wa")["invalid_response"] == 2
     text = caplog.text + h.metrics() + h.snapshot.last_error_detail
     for secret in (*SECRETS, "forged-token", "X-Injected"):
         assert secret not in text
@@ -216,7 +213,7 @@ async def test_a_malformed_http_answer_fails_with_its_reason(
         await h.poll()
         assert time.monotonic() - started < 1.0
     assert h.snapshot.last_error is reason
-    assert poll_errors(h, "wa")[reason] == 1
+    assert poll_errors(h.metrics(), "wa")[reason] == 1
 
 
 async def test_a_number_past_any_float_in_a_field_we_do_not_read_keeps_the_target_up(
@@ -266,3 +263,84 @@ def test_logfmt_escapes_control_characters_so_a_value_cannot_forge_a_line() -> N
     line = LogfmtFormatter().format(record)
     assert "\n" not in line and "\r" not in line and "\x1b" not in line
     assert r"fields=" in line and r"\u001b" in line
+
+
+# -- bounded memory -------------------------------------------------------------------------
+
+
+def _rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+class PeakRss:
+    """The highest RSS seen while the block runs, sampled every few milliseconds in a thread."""
+
+    def __enter__(self) -> PeakRss:
+        self.before = _rss()
+        self.peak = self.before
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._done.wait(0.002):
+            self.peak = max(self.peak, process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def grown(self) -> int:
+        return self.peak - self.before
+
+
+async def test_a_50mb_body_is_refused_without_growing_memory(
+    harness: HarnessFactory, sim: Simulator
+) -> None:
+    inst = sim.add_instance("wa", "single")
+    h = harness("wa")
+    await h.poll()  # warm up the session and the parser
+    inst.faults.body_size = 50 * 1000 * 1000
+    started = time.monotonic()
+    with PeakRss() as rss:
+        await h.poll()
+    elapsed = time.monotonic() - started
+    assert h.snapshot.last_error == "invalid_response"
+    assert rss.grown < 8 * MiB, f"RSS grew by {rss.grown / MiB:.1f} MiB"
+    assert elapsed < 1.0
+
+
+async def test_a_50mb_chunked_body_without_length_is_cut_off_while_streaming(
+    harness: HarnessFactory, raw_server: Any
+) -> None:
+    chunk = b" " * 65536
+    sent = {"bytes": 0}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await response.write(b'{"support": {"lc": "')
+            while sent["bytes"] < 50 * 1000 * 1000:
+                await response.write(chunk)
+                sent["bytes"] += len(chunk)
+            await response.write(b'"}}')
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        return response
+
+    base = await raw_server(handler)
+    h = harness("wa", url=base)
+    with PeakRss() as rss:
+        await h.poll()
+    assert h.snapshot.last_error == "invalid_response"
+    assert "exceeds" in h.snapshot.last_error_detail
+    assert rss.grown < 8 * MiB, f"RSS grew by {rss.grown / MiB:.1f} MiB"
+    assert sent["bytes"] < 20 * MiB, "the exporter kept reading after the cap"

@@ -21,13 +21,11 @@ import os
 import re
 import select
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from tests.conftest import free_port, wait_until
 from tests.promql import mapping_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +46,6 @@ BUILTINS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m", "__ra
 UNLIMITED_FREE_SPACE = 9223372036853727000.0
 SHARDS = 4  # of the shared simulator's multiconnect cluster, as of the demo's
 PASSWORD = "e2e-password-0123456789"
-POLL = 0.1  # seconds between checks of a wait
 
 SHARD_COLUMNS = [
     ("Shards per cluster", ref, name)
@@ -55,27 +53,6 @@ SHARD_COLUMNS = [
 ]
 T = TypeVar("T")
 Series = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], T | None], within: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {within}s")
-        time.sleep(POLL)
 
 
 def get_json(url: str) -> Any:

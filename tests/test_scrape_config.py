@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import http.server
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import free_port
 from tests.deploy_tools import EXPORTER_PORT, KUBERNETES, PROMETHEUS, run, tool
 
 SCRAPE_CONFIG = PROMETHEUS / "scrape-config.yml"
@@ -170,12 +170,6 @@ class FakeExporter(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

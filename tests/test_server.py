@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from exporter.server import CHUNK, send_body, start_server
+from tests.conftest import wait_for
 
 BIG = b"x" * (8 * 1024 * 1024)  # more than loopback's socket buffers hold
 
@@ -51,16 +52,6 @@ async def start() -> AsyncIterator[Start]:
     yield run
     for runner in runners:
         await runner.cleanup()
-
-
-async def until(condition: Callable[[], bool], seconds: float) -> bool:
-    """Poll ``condition`` for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def scrape(port: int, path: str = "/metrics") -> int:
@@ -102,7 +93,7 @@ async def test_idle_connections_do_not_stop_a_fresh_scrape(start: Start) -> None
         for _ in range(200):
             idle.append(await asyncio.open_connection("127.0.0.1", port))
         assert runner.server is not None
-        assert await until(lambda: len(runner.server.connections) <= 101, 1.0)  # type: ignore[union-attr]
+        await wait_for(lambda: len(runner.server.connections) <= 101, within=1.0)  # type: ignore[union-attr]
         started = time.monotonic()
         assert await scrape(port) == 200
         assert time.monotonic() - started < 2.0
@@ -133,11 +124,11 @@ async def test_a_client_that_never_reads_holds_one_chunk_and_is_cut_off(start: S
                 if h.transport is not None
             )
 
-        assert await until(lambda: len(server.connections) == 5 and buffered() > 0, 1.0)
+        await wait_for(lambda: len(server.connections) == 5 and buffered() > 0, within=1.0)
         # a couple of chunks each, not the rest of an 8 MiB body each
         assert buffered() <= 5 * 3 * CHUNK, f"{buffered()} bytes buffered for 5 clients"
         # no progress for write_timeout: the connections are aborted and their buffers freed
-        assert await until(lambda: not server.connections, 2.5)
+        await wait_for(lambda: not server.connections, within=2.5)
         assert await scrape(port) == 200
     finally:
         for sock in sockets:
@@ -154,7 +145,7 @@ async def test_shutdown_with_a_stuck_download_keeps_its_promise(start: Start) ->
     try:
         assert runner.server is not None
         server = runner.server
-        assert await until(lambda: bool(server.connections), 1.0)
+        await wait_for(lambda: bool(server.connections), within=1.0)
         await asyncio.sleep(0.1)  # the download is under way and stuck
         started = time.monotonic()
         await runner.cleanup()

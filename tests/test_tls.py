@@ -15,11 +15,6 @@ from exporter.simulator import Simulator
 from tests.conftest import HarnessFactory
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
     path = tmp_path / "ca.pem"

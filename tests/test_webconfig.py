@@ -31,11 +31,6 @@ SECRET = "scrape-me-please"
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def hashed() -> str:
     return bcrypt.hashpw(SECRET.encode(), bcrypt.gensalt(4)).decode()
 
