@@ -19,10 +19,9 @@ A cluster member adds ``host`` and ``container_id`` after ``target``.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from exporter import __version__
@@ -58,6 +57,10 @@ class Family:
     labels: tuple[str, ...] = ()  # the labels after target (and host, container_id)
     # how a container family takes its samples from a container (None: a per-target family)
     samples: Callable[[Container, float | None], Sequence[Sample]] | None = None
+    # rendered label suffixes by label values (see _extra); not part of the family's identity
+    extras: dict[tuple[str, ...], str] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def header(self, openmetrics: bool) -> str:
         """HELP and TYPE lines; OpenMetrics names a counter family without ``_total``."""
@@ -67,11 +70,20 @@ class Family:
         return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
 
 
-@functools.lru_cache(maxsize=8192)
-def _extra(labels: tuple[str, ...], values: tuple[str, ...]) -> str:
-    """``,name="value"`` for each label, escaped; label sets repeat (states, directories, tables),
-    so each is built once."""
-    return "".join([f',{label}="{escape(v)}"' for label, v in zip(labels, values, strict=True)])
+_EXTRAS_KEPT = 4096  # label value sets remembered per family (they repeat: states, reasons)
+
+
+def _extra(family: Family, values: tuple[str, ...]) -> str:
+    """``,name="value"`` for each label, escaped, remembered per family: label sets repeat
+    (states, directories, reasons), so each is built once."""
+    cache = family.extras
+    extra = cache.get(values)
+    if extra is None:
+        if len(cache) >= _EXTRAS_KEPT:  # hostile label values cost a rebuild, not memory
+            cache.clear()
+        pairs = zip(family.labels, values, strict=True)
+        extra = cache[values] = "".join([f',{label}="{escape(v)}"' for label, v in pairs])
+    return extra
 
 
 def _states(known: tuple[str, ...], current: str) -> list[Sample]:
@@ -132,7 +144,7 @@ def _build_info(c: Container, _: float | None) -> Sequence[Sample]:
 
 def _container_info(c: Container, _: float | None) -> Sequence[Sample]:
     values = (c.db_engine, c.os_name, c.os_version, c.lc, c.lg)
-    if all(v is None for v in values):
+    if values.count(None) == len(values):
         return ()
     return ((tuple(v or "" for v in values), 1),)
 
@@ -240,9 +252,7 @@ _CONTAINER_FAMILIES = (
 )
 # what the render loop needs of each container family, looked up once
 _CONTAINER_PLAN = tuple(
-    (f.name, f.labels, len(f.labels), f.samples)
-    for f in _CONTAINER_FAMILIES
-    if f.samples is not None
+    (f, f.name, len(f.labels), f.samples) for f in _CONTAINER_FAMILIES if f.samples is not None
 )
 assert len(_CONTAINER_PLAN) == len(_CONTAINER_FAMILIES), "a container family without samples"
 GATEWAY_STATUS = Family(
@@ -374,17 +384,19 @@ def escape(value: str) -> str:
 
 
 def number(value: float) -> str:
-    """A sample value as Prometheus writes it."""
+    """A sample value as Prometheus writes it (the common cases first: this runs per sample)."""
     if type(value) is int:
         return str(value)
+    if isinstance(value, int):  # bool, IntEnum
+        return str(int(value))
+    if value.is_integer():  # finite and whole
+        return str(int(value)) if abs(value) < 1e15 else repr(float(value))
+    if value != value:
+        return "NaN"
     if value == math.inf:
         return "+Inf"
     if value == -math.inf:
         return "-Inf"
-    if value != value:
-        return "NaN"
-    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
-        return str(int(value))
     return repr(float(value))
 
 
@@ -393,13 +405,13 @@ def _append(lines: list[str], family: Family, labels: str, samples: Iterable[Sam
 
     A sample with the wrong number of label values is a bug in this module: it raises.
     """
-    name, names, arity = family.name, family.labels, len(family.labels)
+    name, arity, extras = family.name, len(family.labels), family.extras
     for values, value in samples:
         if len(values) != arity:
-            raise ValueError(f"{name} takes labels {names}, got {values!r}")
+            raise ValueError(f"{name} takes labels {family.labels}, got {values!r}")
         inner = labels
         if values:
-            extra = _extra(names, values)
+            extra = extras.get(values) or _extra(family, values)
             inner = labels + extra if labels else extra[1:]
         text = str(value) if type(value) is int else number(value)
         lines.append(f"{name}{{{inner}}} {text}\n" if inner else f"{name} {text}\n")
@@ -420,8 +432,13 @@ class _Lines:
         _append(lines, family, labels, samples)
 
     def one(self, family: Family, labels: str, value: float) -> None:
-        """The single sample of a family without labels of its own."""
-        self.add(family, labels, (((), value),))
+        """The single sample of a family without labels of its own (the common case, direct)."""
+        if family.labels:
+            raise ValueError(f"{family.name} takes labels {family.labels}, got none")
+        name = family.name
+        text = str(value) if type(value) is int else number(value)
+        line = f"{name}{{{labels}}} {text}\n" if labels else f"{name} {text}\n"
+        self.lines.setdefault(name, []).append(line)
 
 
 def _render_containers(out: _Lines, base: str, support: Support, received_at: float | None) -> None:
@@ -431,11 +448,11 @@ def _render_containers(out: _Lines, base: str, support: Support, received_at: fl
         labels = _container_labels(base, container.host, container.container_id)
         fields = container.fields
         # _append inlined: a call per family and container cost 8% of the render
-        for (name, names, arity, samples), lines in zip(_CONTAINER_PLAN, lists, strict=True):
+        for (family, name, arity, samples), lines in zip(_CONTAINER_PLAN, lists, strict=True):
             for values, value in samples(fields, received_at):
                 if len(values) != arity:
-                    raise ValueError(f"{name} takes labels {names}, got {values!r}")
-                extra = _extra(names, values) if values else ""
+                    raise ValueError(f"{name} takes labels {family.labels}, got {values!r}")
+                extra = (family.extras.get(values) or _extra(family, values)) if values else ""
                 text = str(value) if type(value) is int else number(value)
                 lines.append(f"{name}{{{labels}{extra}}} {text}\n")
     for family, lines in zip(_CONTAINER_FAMILIES, lists, strict=True):
@@ -475,14 +492,17 @@ def render_target(snapshot: TargetSnapshot) -> dict[str, str]:
     out.add(POLL_ERRORS, base, [((r,), snapshot.errors.get(r, 0)) for r in ERROR_REASONS])
     if snapshot.with_logins:
         out.add(LOGINS, base, [((r,), snapshot.logins.get(r, 0)) for r in LOGIN_RESULTS])
-    out.add(INVALID_FIELDS, base, [((f,), n) for f, n in sorted(snapshot.invalid_fields.items())])
-    collectors = sorted(snapshot.collectors.items())
-    out.add(COLLECTOR_SUCCESS, base, [((c,), 1 if state.success else 0) for c, state in collectors])
-    out.add(
-        COLLECTOR_ERRORS,
-        base,
-        [((c, r), state.errors.get(r, 0)) for c, state in collectors for r in ERROR_REASONS],
-    )
+    if snapshot.invalid_fields:
+        invalid = sorted(snapshot.invalid_fields.items())
+        out.add(INVALID_FIELDS, base, [((f,), n) for f, n in invalid])
+    if snapshot.collectors:
+        collectors = sorted(snapshot.collectors.items())
+        out.add(COLLECTOR_SUCCESS, base, [((c,), 1 if s.success else 0) for c, s in collectors])
+        out.add(
+            COLLECTOR_ERRORS,
+            base,
+            [((c, r), s.errors.get(r, 0)) for c, s in collectors for r in ERROR_REASONS],
+        )
     return {family: "".join(lines) for family, lines in out.lines.items() if lines}
 
 

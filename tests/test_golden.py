@@ -157,9 +157,9 @@ def test_a_family_given_the_wrong_number_of_label_values_fails_the_render_naming
     support = parse_support((HERE / "payloads" / "single.json").read_bytes())
     snap = TargetSnapshot(name="single", url="http://x", up=True, support=support)
     plan = list(collector._CONTAINER_PLAN)
-    name, names, arity, _ = plan[0]
+    family, name, arity, _ = plan[0]
     assert name == "whatsapp_free_space_bytes"
-    plan[0] = (name, names, arity, lambda c, _: [((), 1.0)])
+    plan[0] = (family, name, arity, lambda c, _: [((), 1.0)])
     monkeypatch.setattr(collector, "_CONTAINER_PLAN", tuple(plan))
     with pytest.raises(
         ValueError, match=r"whatsapp_free_space_bytes takes labels \('directory',\)"
