@@ -74,15 +74,13 @@ _EXTRAS_KEPT = 4096  # label value sets remembered per family (they repeat: stat
 
 
 def _extra(family: Family, values: tuple[str, ...]) -> str:
-    """``,name="value"`` for each label, escaped, remembered per family: label sets repeat
-    (states, directories, reasons), so each is built once."""
+    """``,name="value"`` for each label, escaped, built on a miss of ``family.extras`` (callers
+    look there first, inline: label sets repeat, so each is built once)."""
     cache = family.extras
-    extra = cache.get(values)
-    if extra is None:
-        if len(cache) >= _EXTRAS_KEPT:  # hostile label values cost a rebuild, not memory
-            cache.clear()
-        pairs = zip(family.labels, values, strict=True)
-        extra = cache[values] = "".join([f',{label}="{escape(v)}"' for label, v in pairs])
+    if len(cache) >= _EXTRAS_KEPT:  # hostile label values cost a rebuild, not memory
+        cache.clear()
+    pairs = zip(family.labels, values, strict=True)
+    extra = cache[values] = "".join([f',{label}="{escape(v)}"' for label, v in pairs])
     return extra
 
 

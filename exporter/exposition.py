@@ -17,7 +17,7 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.collector import FAMILIES, METRIC_NAMES
-from exporter.store import Entry, Store
+from exporter.store import Pieces, Store
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -67,7 +67,7 @@ class Exposition:
         self.registry = registry if registry is not None else process_registry()
         self._layout = -1
         self._generation = -1
-        self._seen: dict[str, Entry] = {}  # the entry each target's blocks were joined from
+        self._seen: dict[str, Pieces] = {}  # the pieces each target's blocks were joined from
         self._index: dict[str, int] = {}  # target name -> position in the store's order
         self._names: list[str] = []
         self._blocks: dict[str, list[_Block]] = {}  # per family, in target order
@@ -98,8 +98,8 @@ class Exposition:
             for name, entry in store.changed_since(self._generation):
                 old = self._seen[name]
                 block = self._index[name] // BLOCK_TARGETS
-                for family in old.pieces.keys() | entry.pieces.keys():
-                    if old.pieces.get(family) != entry.pieces.get(family):
+                for family in old.keys() | entry.keys():
+                    if old.get(family) != entry.get(family):
                         dirty.add((family, block))
                 self._seen[name] = entry
             for family, block in dirty:
@@ -115,7 +115,7 @@ class Exposition:
         seen = self._seen
         texts = []
         for name in self._names[start : start + BLOCK_TARGETS]:
-            text = seen[name].pieces.get(family)
+            text = seen[name].get(family)
             if text:
                 texts.append(text)
         return _Block("".join(texts).encode())
@@ -128,7 +128,7 @@ class Exposition:
         headers = self._headers[openmetrics]
         parts = []
         for family in METRIC_NAMES:
-            text = entry.pieces.get(family)
+            text = entry.get(family)
             if text:
                 parts += [headers[family], text.encode()]
         if openmetrics:

@@ -9,7 +9,6 @@ Nothing here is consumed destructively, so any number of readers see the same th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from exporter.snapshot import TargetSnapshot
 
@@ -19,20 +18,14 @@ Render = Callable[[TargetSnapshot], Pieces]
 EXPORTER = ""
 
 
-@dataclass(frozen=True)
-class Entry:
-    generation: int  # the store's generation when these pieces were stored
-    pieces: Pieces
-
-
 class Store:
     """Snapshots and rendered pieces by target name, in the order targets were added."""
 
     def __init__(self, render: Render) -> None:
         self._render = render
         self.snapshots: dict[str, TargetSnapshot] = {}
-        self._entries: dict[str, Entry] = {}
-        # target name -> generation of its last change, oldest first: what changed since a
+        self._entries: dict[str, Pieces] = {}
+        # target name -> the generation of its last change, oldest first: what changed since a
         # generation costs what changed, not a walk over the fleet
         self._changes: dict[str, int] = {}
         self.generation = 0  # bumps on every change
@@ -57,7 +50,7 @@ class Store:
 
     def _put(self, name: str, pieces: Pieces) -> None:
         old = self._entries.get(name)
-        if old is not None and old.pieces == pieces:
+        if old is not None and old == pieces:
             return
         self.generation += 1
         self._changes.pop(name, None)
@@ -65,12 +58,12 @@ class Store:
         if old is None:
             self.layout += 1
             if name == EXPORTER:  # always first
-                self._entries = {EXPORTER: Entry(self.generation, pieces), **self._entries}
+                self._entries = {EXPORTER: pieces, **self._entries}
                 return
-        self._entries[name] = Entry(self.generation, pieces)
+        self._entries[name] = pieces
 
-    def changed_since(self, generation: int) -> list[tuple[str, Entry]]:
-        """The entries stored after ``generation`` (the exporter's too), newest first."""
+    def changed_since(self, generation: int) -> list[tuple[str, Pieces]]:
+        """The pieces stored after ``generation`` (the exporter's too), newest first."""
         changed = []
         for name, stored in reversed(self._changes.items()):
             if stored <= generation:
@@ -78,11 +71,11 @@ class Store:
             changed.append((name, self._entries[name]))
         return changed
 
-    def entries(self) -> Iterator[tuple[str, Entry]]:
-        """Every target's entry (and the exporter's first), in exposition order."""
+    def entries(self) -> Iterator[tuple[str, Pieces]]:
+        """Every target's pieces (and the exporter's first), in exposition order."""
         return iter(self._entries.items())
 
-    def entry(self, name: str) -> Entry | None:
+    def entry(self, name: str) -> Pieces | None:
         return self._entries.get(name) if name != EXPORTER else None
 
     def __len__(self) -> int:
