@@ -2,7 +2,7 @@
 """CPU per poll of this tree against an earlier revision, side by side on one simulator.
 
     python bench/compare.py                      # against 0.1 (8d07073), rewrites
-                                                 # docs/benchmarks-vs-0.1.md (about 6 minutes)
+                                                 # docs/benchmarks-vs-0.1.md (about 9 minutes)
     python bench/compare.py --baseline REV --output FILE --only single-1000
 
 ``bench/run.py`` measures one tree at a time; on a shared virtual machine its figures move by
@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 import run
 
+COMPARED = ("single-1000", "single-5000", "mc-200x5")
 # 0.2 asks the optional endpoints too; without them it makes the requests 0.1 made
 CURRENT_ARGS = ("--no-collector.health", "--no-collector.shards")
 
@@ -102,9 +103,8 @@ def compare(
 def report(
     baseline: str,
     revision: str,
-    results: dict[str, dict[str, list[float]]],
+    results: list[tuple[run.Case, dict[str, list[float]]]],
     rounds: int,
-    window: float,
 ) -> str:
     lines = [
         f"# CPU per poll against {baseline}",
@@ -113,22 +113,24 @@ def report(
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; do not edit by hand.",
         "",
         f"Both exporters run at the same time against one simulator with the same targets and "
-        f"interval, each scraped once a second; CPU per poll is read over {rounds} windows of "
-        f"{window:g} s (the same windows for both). The current tree runs with "
+        f"interval, each scraped once a second; CPU per poll is read over {rounds} windows "
+        "(the same windows for both) of `--window` (20 s) or one interval if longer. The current tree runs with "
         f"`{' '.join(CURRENT_ARGS)}`, so both make one /v1/support request per poll. "
         "The machine's load falls on both sides alike; figures of separate `bench/run.py` runs "
         "on this machine move by 10-15%.",
         "",
-        f"| case | {baseline} median | current median | current / {baseline} | rounds "
+        f"| case | interval | {baseline} median | current median | current / {baseline} | rounds "
         f"({baseline} / current, ms) |",
-        "|---|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    for label, figures in results.items():
+    for case, figures in results:
         old, new = statistics.median(figures["baseline"]), statistics.median(figures["current"])
         pairs = ", ".join(
             f"{a:.3f}/{b:.3f}" for a, b in zip(figures["baseline"], figures["current"], strict=True)
         )
-        lines.append(f"| {label} | {old:.3f} ms | {new:.3f} ms | {new / old:.2f} | {pairs} |")
+        lines.append(
+            f"| {case.label} | {case.interval:g} s | {old:.3f} ms | {new:.3f} ms | {new / old:.2f} | {pairs} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -137,7 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="8d07073", help="git revision (default: 0.1)")
     parser.add_argument("--baseline-name", default="0.1")
-    parser.add_argument("--only", action="append", help="single-1000 or mc-200x5 (repeatable)")
+    parser.add_argument(
+        "--only", action="append", help="one of " + ", ".join(COMPARED) + " (repeatable)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--output", type=Path, default=run.ROOT / "docs" / "benchmarks-vs-0.1.md")
@@ -145,9 +149,9 @@ def main() -> None:
     chosen = [
         c
         for c in run.cases(quick=False)
-        if c.name in ("single-1000", "mc-200x5") and (not args.only or c.name in args.only)
+        if c.name in COMPARED and (not args.only or c.name in args.only)
     ]
-    results: dict[str, dict[str, list[float]]] = {}
+    results: list[tuple[run.Case, dict[str, list[float]]]] = []
     with tempfile.TemporaryDirectory(prefix="wa-compare-") as tmp:
         tree = Path(tmp) / "baseline"
         subprocess.run(
@@ -157,15 +161,16 @@ def main() -> None:
         )
         try:
             for case in chosen:
-                case.window = args.window
+                # a window of at least one interval: each holds every target's poll once
+                case.window = max(args.window, case.interval)
                 print(f"== {case.name}: {case.label}, interval {case.interval:g}s", flush=True)
                 sides = [Side("baseline", tree, ()), Side("current", run.ROOT, CURRENT_ARGS)]
-                results[case.label] = compare(case, sides, args.rounds, Path(tmp))
+                results.append((case, compare(case, sides, args.rounds, Path(tmp))))
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(tree)], cwd=run.ROOT, check=False
             )
-    text = report(args.baseline_name, args.baseline, results, args.rounds, args.window)
+    text = report(args.baseline_name, args.baseline, results, args.rounds)
     args.output.write_text(text)
     print(text)
 
