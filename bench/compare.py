@@ -37,6 +37,7 @@ class Side:
     name: str
     root: Path
     args: tuple[str, ...]
+    program: tuple[str, ...] = ("-m", "exporter")  # what follows the interpreter
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
 
@@ -44,7 +45,7 @@ class Side:
 def start(side: Side, targets: list[str], interval: float, log: Path) -> None:
     side.port = run.free_port()
     cmd = [
-        run.PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{side.port}",
+        run.PYTHON, *side.program, "--web.listen-address", f"127.0.0.1:{side.port}",
         "--poll.interval", f"{interval:g}", *side.args,
     ]  # fmt: skip
     for target in targets:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
@@ -165,6 +166,7 @@ async def serve(
             "version": __version__,
         },
     )
+    settle_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -262,6 +264,24 @@ def _demo_config(base: str) -> str:
 # targets:
 #   - {{name: cluster, url: {base}/cluster, auth: cluster-key}}
 #   - {{name: single, url: {base}/single, auth: single-login}}"""
+
+
+# Allocations between collections of the youngest generation (Python's default is 700).
+GC_GEN0_THRESHOLD = 10_000
+
+
+def settle_gc() -> None:
+    """Keep the garbage collector off what lives as long as the process.
+
+    What exists once the exporter listens (modules, settings, targets, pollers) is moved out of
+    the collector's reach, and young objects are collected every GC_GEN0_THRESHOLD allocations:
+    with the defaults, a fleet's per-poll objects set off collections over every target's state
+    that took a quarter of the CPU at 10,000 targets (bench/gc_settings.py,
+    docs/benchmarks-fleet.md). Cycles are still collected, only less often.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _raise_file_limit() -> None:

@@ -175,6 +175,9 @@ class Exposition:
             body = self._gzip(openmetrics, parts, tail)
         else:
             body = b"".join([p.text if isinstance(p, _Block) else p for _, p in parts] + [tail])
+        # a body of an older version is never served again: drop it (at 20,000 targets a plain
+        # body is 50 MB, kept for nothing after one curl)
+        self._bodies = {k: v for k, v in self._bodies.items() if v[0] == version}
         self._bodies[(openmetrics, gzip)] = (version, body)
         return body
 

@@ -39,6 +39,9 @@ POLL_TICK = 0.25
 SLOT_HOLD_SECONDS = 1.0
 # /v1/account/shards is asked on the first poll and then every this many polls.
 SHARDS_EVERY = 10
+# One generator for every target's jitter: a Random holds 2.5 KB of state, and one per target
+# was an eighth of the memory a fleet takes (docs/benchmarks-fleet.md).
+_JITTER = random.Random()
 
 
 def tick_for(interval: float) -> float:
@@ -89,7 +92,7 @@ class TargetPoller:
         self.settings = settings
         self.budget = budget
         self.clock = clock
-        self.rng = rng or random.Random()
+        self.rng = rng or _JITTER
         self.client = Client(
             session,
             target,

@@ -56,5 +56,7 @@ async def test_polls_of_many_targets_start_together_on_the_grid(
     distinct = {round(t / tick) for t in starts}
     # six targets with random start offsets, yet their polls began on few grid points
     assert len(distinct) < len(starts)
-    for t in starts:
-        assert abs(t / tick - round(t / tick)) < 0.2
+    # a start is a wake-up of the loop, late by however busy the machine is: most, not all, are
+    # within a fifth of a tick of a grid point (random starts would be 40%)
+    on_grid = [t for t in starts if abs(t / tick - round(t / tick)) < 0.2]
+    assert len(on_grid) >= 0.8 * len(starts), starts
