@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import subprocess
 import tempfile
@@ -28,8 +27,7 @@ import psutil
 import run
 
 COMPARED = ("single-1000", "single-5000", "mc-200x5")
-# 0.2 asks the optional endpoints too; without them it makes the requests 0.1 made
-CURRENT_ARGS = ("--no-collector.health", "--no-collector.shards")
+CURRENT_ARGS = run.REQUESTS_OF_0_1
 
 
 @dataclass
@@ -44,17 +42,8 @@ class Side:
 
 def start(side: Side, targets: list[str], interval: float, log: Path) -> None:
     side.port = run.free_port()
-    cmd = [
-        run.PYTHON, *side.program, "--web.listen-address", f"127.0.0.1:{side.port}",
-        "--poll.interval", f"{interval:g}", *side.args,
-    ]  # fmt: skip
-    for target in targets:
-        cmd += ["--target", target]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WA_") and k != "PYTHONPATH"}
-    env.update({"WA_API_KEY": run.API_KEY, "WA_LOG_LEVEL": "warn"})
-    # run from the tree's root: ``python -m exporter`` imports that tree's package first
-    side.proc = subprocess.Popen(
-        cmd, env=env, cwd=side.root, stdout=subprocess.DEVNULL, stderr=log.open("wb")
+    side.proc, _ = run.start_exporter(
+        targets, interval, side.port, log, root=side.root, program=side.program, args=side.args
     )
 
 
@@ -115,8 +104,8 @@ def report(
         "",
         f"Both exporters run at the same time against one simulator with the same targets and "
         f"interval, each scraped once a second; CPU per poll is read over {rounds} windows "
-        "(the same windows for both) of `--window` (20 s) or one interval if longer. The current tree runs with "
-        f"`{' '.join(CURRENT_ARGS)}`, so both make one /v1/support request per poll. "
+        "(the same windows for both) of `--window` (20 s) or one interval if longer. "
+        f"The current tree runs with `{' '.join(CURRENT_ARGS)}`, so both make one /v1/support request per poll. "
         "The machine's load falls on both sides alike; figures of separate `bench/run.py` runs "
         "on this machine move by 10-15%.",
         "",
@@ -129,8 +118,10 @@ def report(
         pairs = ", ".join(
             f"{a:.3f}/{b:.3f}" for a, b in zip(figures["baseline"], figures["current"], strict=True)
         )
+        ratio = new / old
         lines.append(
-            f"| {case.label} | {case.interval:g} s | {old:.3f} ms | {new:.3f} ms | {new / old:.2f} | {pairs} |"
+            f"| {case.label} | {case.interval:g} s | {old:.3f} ms | {new:.3f} ms | {ratio:.2f} | "
+            f"{pairs} |"
         )
     lines.append("")
     return "\n".join(lines)
