@@ -17,7 +17,8 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY exporter/ exporter/
+COPY whatsapp_support_exporter/ whatsapp_support_exporter/
+COPY whatsapp_api_simulator/ whatsapp_api_simulator/
 RUN /opt/venv/bin/pip install --no-cache-dir /src
 
 # --- runtime: the virtual environment only, as an unprivileged user -----------------------------

@@ -35,7 +35,7 @@ class Side:
     name: str
     root: Path
     args: tuple[str, ...]
-    program: tuple[str, ...] = ("-m", "exporter")  # what follows the interpreter
+    program: tuple[str, ...] = ("-m", "whatsapp_support_exporter")  # what follows the interpreter
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
 

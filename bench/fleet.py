@@ -46,7 +46,7 @@ PER_FILE = 1000
 def simulator(count: int) -> tuple[subprocess.Popen[str], int, list[str]]:
     port = free_port()
     cmd = [
-        PYTHON, "-m", "exporter.simulator", "--listen", f"127.0.0.1:{port}",
+        PYTHON, "-m", "whatsapp_api_simulator", "--listen", f"127.0.0.1:{port}",
         "--single", str(count), "--api-key", API_KEY, "--rate", "1000000", "--burst", "1000000",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -81,7 +81,7 @@ def run_fleet(count: int, interval: float, window: float, workdir: Path) -> dict
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
     env.update({"WA_API_KEY": API_KEY, "WA_LOG_LEVEL": "info"})
     cmd = [
-        PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
+        PYTHON, "-m", "whatsapp_support_exporter", "--web.listen-address", f"127.0.0.1:{port}",
         "--config.file", str(config), "--poll.interval", f"{interval:g}",
         "--no-collector.health", "--no-collector.shards",
     ]  # fmt: skip

@@ -21,7 +21,7 @@ import run
 
 DEFAULT_GC = (
     "-c",
-    "import sys, exporter.__main__ as m; m.settle_gc = lambda: None; sys.argv[0] = 'exporter';"
+    "import sys, whatsapp_support_exporter.cli.main as m; m.settle_gc = lambda: None; sys.argv[0] = 'exporter';"
     " m.main()",
 )
 

@@ -33,7 +33,7 @@ DATA_BY_TARGET = re.compile(rb'^whatsapp_socket_connected\{target="([^"]+)"', re
 BAD_SERVER = """
 import asyncio, sys
 from aiohttp import web
-from exporter import simulator as s
+from whatsapp_support_exporter import simulator as s
 async def main():
     raw = await s.start_raw_server("silent", port=int(sys.argv[1]))
     bodies = {"many": s.many_containers_body(), "shards": s.huge_shards_body()}
@@ -53,7 +53,7 @@ def exporter(config: Path, interval: float, extra: list[str], log: Path) -> tupl
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
     env.update({"WA_API_KEY": API_KEY, "WA_LOG_LEVEL": "warn"})
     cmd = [
-        PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}",
+        PYTHON, "-m", "whatsapp_support_exporter", "--web.listen-address", f"127.0.0.1:{port}",
         "--config.file", str(config), "--poll.interval", f"{interval:g}",
         "--no-collector.health", "--no-collector.shards", *extra,
     ]  # fmt: skip

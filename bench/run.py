@@ -4,8 +4,8 @@
     python bench/run.py            # full run (about 8 minutes), rewrites docs/benchmarks.md
     python bench/run.py --quick    # short run (about 2 minutes), same report, shorter windows
 
-Every case starts the simulator (``python -m exporter.simulator``) and the exporter
-(``python -m exporter``) as their own processes and measures, from outside:
+Every case starts the simulator (``python -m whatsapp_api_simulator``) and the exporter
+(``python -m whatsapp_support_exporter``) as their own processes and measures, from outside:
 
 * time from starting the exporter's process to the first successful poll it serves
   (``whatsapp_up ... 1`` in /metrics), and to all targets up;
@@ -192,7 +192,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 def start_simulator(case: Case) -> tuple[subprocess.Popen[str], list[str]]:
     port = free_port()
     cmd = [
-        PYTHON, "-m", "exporter.simulator", "--listen", f"127.0.0.1:{port}",
+        PYTHON, "-m", "whatsapp_api_simulator", "--listen", f"127.0.0.1:{port}",
         "--single", str(case.singles), "--multiconnect", str(case.multiconnect),
         "--masters", "2", "--coreapps", "3", "--shards", "2",
         "--api-key", API_KEY, "--rate", "100000", "--burst", "100000",
@@ -216,10 +216,10 @@ def start_exporter(
     log: Path,
     *,
     root: Path = ROOT,
-    program: tuple[str, ...] = ("-m", "exporter"),
+    program: tuple[str, ...] = ("-m", "whatsapp_support_exporter"),
     args: tuple[str, ...] = REQUESTS_OF_0_1,
 ) -> tuple[subprocess.Popen[bytes], float]:
-    """The exporter of the tree at ``root`` (run from there: ``-m exporter`` imports its package)."""
+    """The exporter of the tree at ``root`` (run from there: ``-m whatsapp_support_exporter`` imports its package)."""
     cmd = [
         PYTHON, *program, "--web.listen-address", f"127.0.0.1:{port}",
         "--poll.interval", f"{interval:g}", *args,
@@ -479,8 +479,8 @@ def report(results: list[Result], quick: bool, seconds: float) -> str:
         "",
         "## Method",
         "",
-        "Each case runs the simulator (`python -m exporter.simulator`) and the exporter"
-        " (`python -m exporter`, uvloop) as separate processes on loopback; all targets share"
+        "Each case runs the simulator (`python -m whatsapp_api_simulator`) and the exporter"
+        " (`python -m whatsapp_support_exporter`, uvloop) as separate processes on loopback; all targets share"
         " one simulator port, so the exporter keeps at most `--poll.max-concurrency` (32)"
         " keep-alive connections. The simulator's rate limit is lifted.",
         "",

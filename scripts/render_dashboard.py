@@ -738,7 +738,7 @@ def demo_fleet(failover_every: float) -> Iterator[str]:
             [
                 sys.executable,
                 "-m",
-                "exporter.simulator",
+                "whatsapp_api_simulator",
                 "--listen",
                 "127.0.0.1:0",
                 "--single",
@@ -778,7 +778,7 @@ def demo_fleet(failover_every: float) -> Iterator[str]:
                 [
                     sys.executable,
                     "-m",
-                    "exporter",
+                    "whatsapp_support_exporter",
                     "--web.listen-address",
                     f"127.0.0.1:{port}",
                     "--poll.interval",

@@ -21,14 +21,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from exporter.client import new_session
-from exporter.collector import render_target
-from exporter.exposition import Exposition
-from exporter.poller import Budget, TargetPoller, ssl_for
-from exporter.settings import Credentials, Settings, Target
-from exporter.simulator import Simulator
-from exporter.snapshot import TargetSnapshot
-from exporter.store import Store
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
+from whatsapp_support_exporter.output.exposition import Exposition
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.onprem.client import new_session
+from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 
 API_KEY = "test-api-key-0123456789"
 USERNAME = "monitor"
@@ -266,9 +267,9 @@ def exporter_app_factory(
     settings: Settings,
 ) -> tuple[web.Application, Store]:
     """The full web application with its poller, as ``__main__`` builds it."""
-    from exporter.config import load_targets
-    from exporter.poller import Poller
-    from exporter.web import create_app
+    from whatsapp_support_exporter.fleet.config import load_targets
+    from whatsapp_support_exporter.fleet.poller import Poller
+    from whatsapp_support_exporter.web.app import create_app
 
     store = Store(render_target)
     poller = Poller(settings, store, load_targets(settings))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from exporter import collector
+from whatsapp_support_exporter.output import families
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -65,12 +65,11 @@ CONTRACT_METRICS: dict[str, str] = {
 
 def collector_metric_types() -> dict[str, str]:
     """Name -> type ("gauge", "counter") of the families the collector defines."""
-    families = getattr(collector, "FAMILIES", {})
     types = {
         name: str(getattr(family, "kind", None) or getattr(family, "type", ""))
-        for name, family in families.items()
+        for name, family in families.FAMILIES.items()
     }
-    for name in getattr(collector, "METRIC_NAMES", ()):
+    for name in families.METRIC_NAMES:
         types.setdefault(name, CONTRACT_METRICS.get(name, ""))
     return types
 

@@ -1,29 +1,45 @@
-"""The house's shape: the modules of exporter/ import each other in one direction only."""
+"""The house's shape: the modules of the exporter import each other in one direction only."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "whatsapp_support_exporter"
+
+
+def module_name(path: Path) -> str:
+    """``.../whatsapp_support_exporter/fleet/poller.py`` -> ``fleet.poller``."""
+    parts = path.relative_to(ROOT / PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or "__init__"
 
 
 def import_graph() -> dict[str, set[str]]:
     """exporter module -> the exporter modules it imports (at any depth of the file)."""
+    modules = {module_name(p) for p in (ROOT / PACKAGE).rglob("*.py")}
     graph: dict[str, set[str]] = {}
-    for path in PACKAGE.glob("*.py"):
-        name = path.stem
+    for path in (ROOT / PACKAGE).rglob("*.py"):
+        name = module_name(path)
         edges: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module.startswith("exporter."):
-                    edges.add(node.module.split(".")[1])
-                elif node.module == "exporter":
-                    edges.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists())
+                if node.module.startswith(PACKAGE + "."):
+                    base = node.module.removeprefix(PACKAGE + ".")
+                    targets.append(base)
+                    targets.extend(f"{base}.{a.name}" for a in node.names)
+                elif node.module == PACKAGE:
+                    targets.extend(a.name for a in node.names)
             elif isinstance(node, ast.Import):
-                edges.update(
-                    a.name.split(".")[1] for a in node.names if a.name.startswith("exporter.")
+                targets.extend(
+                    a.name.removeprefix(PACKAGE + ".")
+                    for a in node.names
+                    if a.name.startswith(PACKAGE + ".")
                 )
+            edges.update(t for t in targets if t in modules)
         graph[name] = edges - {name}
     return graph
 
@@ -65,5 +81,14 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 def test_the_store_knows_no_renderer_and_the_collector_no_store() -> None:
     graph = import_graph()
-    assert "collector" not in graph["store"]
-    assert "store" not in graph["collector"]
+    assert "output.families" not in graph["output.store"]
+    assert "output.store" not in graph["output.families"]
+
+
+def test_the_simulator_imports_nothing_of_the_exporter() -> None:
+    for path in (ROOT / "whatsapp_api_simulator").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                assert not any(n.startswith(PACKAGE) for n in names), path

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Simulator
 from tests.conftest import (
     USERNAME,
     FakeClock,
     HarnessFactory,
 )
+from whatsapp_api_simulator.onprem import Simulator
 
 # -- backoff ---------------------------------------------------------------------------------
 

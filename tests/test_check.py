@@ -12,21 +12,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.check import main, print_table
-from exporter.simulator import Simulator
 from tests.conftest import API_KEY
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.cli.check import main, print_table
 
 KEY_A = "check-key-a-0123456789"
 USER_B, PASSWORD_B = "ops-b", "pw-b-77c1d2e3"
 
 
 async def run_check(*args: str, **env: str) -> tuple[int, str, str]:
-    """``python -m exporter check`` in a subprocess (the simulator keeps serving meanwhile)."""
+    """``python -m whatsapp_support_exporter check`` in a subprocess (the simulator keeps serving meanwhile)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WA_") and k != "NO_COLOR"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "exporter",
+        "whatsapp_support_exporter",
         "check",
         *args,
         env={**clean, **env},

@@ -14,12 +14,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from exporter.collector import render_target
-from exporter.exposition import Exposition
-from exporter.poller import Budget, TargetPoller
-from exporter.settings import Credentials, Target
-from exporter.simulator import Simulator
-from exporter.store import Store
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller
+from whatsapp_support_exporter.output.exposition import Exposition
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 
 from .conftest import API_KEY, Harness, make_settings
 
@@ -114,7 +114,10 @@ async def test_churning_containers_and_targets_leave_nothing_behind(
         last = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-    ours = [tracemalloc.Filter(True, "*/exporter/*"), tracemalloc.Filter(False, "*/simulator.py")]
+    ours = [
+        tracemalloc.Filter(True, "*/whatsapp_support_exporter/*"),
+        tracemalloc.Filter(False, "*/whatsapp_api_simulator/*"),
+    ]
     grown = sum(
         stat.size_diff
         for stat in last.filter_traces(ours).compare_to(first.filter_traces(ours), "filename")

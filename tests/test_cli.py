@@ -312,7 +312,7 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
     files: Path, case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In process (a subprocess each would take seconds); the real process is checked below."""
-    import exporter.__main__ as entry
+    import whatsapp_support_exporter.cli.main as entry
 
     env, args = prepared(case, files)
     for key in os.environ:
@@ -349,7 +349,7 @@ def test_the_real_process_exits_2_with_one_line_and_no_traceback(files: Path) ->
     for case in PROCESS_CASES:  # started together: each costs the interpreter's start-up
         env, args = prepared(case, files)
         procs[case] = subprocess.Popen(
-            [PYTHON, "-m", "exporter", *args],
+            [PYTHON, "-m", "whatsapp_support_exporter", *args],
             env=clean_env(**env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -389,7 +389,14 @@ def hanging_upstream() -> Iterator[socket.socket]:
 def start_exporter(args: list[str], **env: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [PYTHON, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *args],
+        [
+            PYTHON,
+            "-m",
+            "whatsapp_support_exporter",
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            *args,
+        ],
         env=clean_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -443,7 +450,7 @@ def test_sigterm_cancels_a_poll_hanging_on_the_upstream(hanging_upstream: socket
 
 @pytest.fixture
 def simulator() -> Iterator[tuple[str, dict[str, str]]]:
-    """``python -m exporter.simulator`` on a free port: its targets and the credentials it takes."""
+    """``python -m whatsapp_api_simulator`` on a free port: its targets and the credentials it takes."""
     creds = {
         "key": "sim-side-api-key-7d41a8c5",
         "user": "monitor",
@@ -454,7 +461,7 @@ def simulator() -> Iterator[tuple[str, dict[str, str]]]:
         [
             PYTHON,
             "-m",
-            "exporter.simulator",
+            "whatsapp_api_simulator",
             "--listen",
             f"127.0.0.1:{port}",
             "--api-key",

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from exporter.simulator import Simulator
 from tests.conftest import PASSWORD, USERNAME, Harness, HarnessFactory, series
+from whatsapp_api_simulator.onprem import Simulator
 
 
 def collector_errors(h: Harness, collector: str) -> dict[str, float]:

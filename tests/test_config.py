@@ -12,8 +12,9 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from exporter.config import ConfigError, config_fingerprint, load_targets
-from exporter.settings import Credentials, Settings, Target, TLSOptions
+from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
+from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target, TLSOptions
 
 ROOT = Path(__file__).parent.parent
 KEY = "prod-api-key-0123456789"

@@ -20,9 +20,15 @@ from typing import Any
 import promql_parser as pp
 import pytest
 
-from exporter.collector import API_STATUSES, DATA_FAMILIES, GATEWAY_STATES, ROLES, SOCKET_STATES
-from exporter.settings import load_settings
 from tests.promql import KNOWN_METRICS, mapping_text
+from whatsapp_support_exporter.cli.settings import load_settings
+from whatsapp_support_exporter.output.families import (
+    API_STATUSES,
+    DATA_FAMILIES,
+    GATEWAY_STATES,
+    ROLES,
+    SOCKET_STATES,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "grafana" / "whatsapp-support-exporter.json"

@@ -226,7 +226,7 @@ def test_dockerfile_build_steps_install_the_console_script(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     script = venv / "bin" / "whatsapp-support-exporter"
     assert script.is_file() and os.access(script, os.X_OK)
-    assert "from exporter.__main__ import main" in script.read_text()
+    assert "from whatsapp_support_exporter.cli.main import main" in script.read_text()
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     result = run(
         str(venv / "bin" / "python"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from exporter.collector import FAMILIES, METRIC_NAMES
-from exporter.settings import FLAGS, Settings, env_name, env_names
+from whatsapp_support_exporter.cli.settings import FLAGS, Settings, env_name, env_names
+from whatsapp_support_exporter.output.families import FAMILIES, METRIC_NAMES
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from exporter.collector import ERROR_REASONS
-from exporter.simulator import Instance, Simulator
 from tests.conftest import (
     API_KEY,
     PASSWORD,
@@ -33,6 +31,8 @@ from tests.conftest import (
     up,
     wait_for,
 )
+from whatsapp_api_simulator.onprem import Instance, Simulator
+from whatsapp_support_exporter.output.families import ERROR_REASONS
 
 # -- the matrix: one fault per reason, then healthy again ----------------------------------------
 
@@ -185,7 +185,7 @@ async def test_one_log_line_per_state_change_not_per_failed_poll(
         return [
             r.getMessage() + " " + str(getattr(r, "reason", ""))
             for r in caplog.records
-            if r.name.startswith("exporter") and r.levelno >= logging.INFO
+            if r.name.startswith("whatsapp_support_exporter") and r.levelno >= logging.INFO
         ]
 
     await h.poll()

@@ -18,15 +18,15 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from exporter.__main__ import _reload_text
-from exporter.collector import render_target
-from exporter.exposition import Exposition
-from exporter.fleet import Fleet
-from exporter.poller import Poller
-from exporter.simulator import Simulator
-from exporter.store import Store
-from exporter.web import create_app
 from tests.conftest import FakeClock, make_settings, wait_for
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.cli.main import _reload_text
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.fleet.reload import Fleet
+from whatsapp_support_exporter.output.exposition import Exposition
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.web.app import create_app
 
 KEY_A = "fleet-key-a-0123456789"
 USER_B, PASSWORD_B = "ops-b", "pw-b-5f1e2d3c"
@@ -336,7 +336,7 @@ async def test_sighup_reloads_a_running_exporter_keeping_counters_and_tokens(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "exporter",
+        "whatsapp_support_exporter",
         "--config.file",
         str(two_auths),
         "--poll.interval",

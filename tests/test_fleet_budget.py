@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from exporter.collector import render_target
-from exporter.config import load_targets
-from exporter.poller import Poller
-from exporter.simulator import Simulator
-from exporter.snapshot import TargetSnapshot
-from exporter.store import Store
 from tests.conftest import API_KEY, make_settings, wait_for
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.fleet.config import load_targets
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.store import Store
 
 INTERVAL = 0.5
 

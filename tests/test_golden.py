@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter import collector
-from exporter.collector import exporter_pieces, render_target
-from exporter.exposition import Exposition
-from exporter.snapshot import TargetSnapshot
-from exporter.store import Store
-from exporter.support import parse_support
+from whatsapp_support_exporter.output import families
+from whatsapp_support_exporter.output.exposition import Exposition
+from whatsapp_support_exporter.output.families import exporter_pieces, render_target
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.onprem.support import parse_support
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "exposition.prom"
@@ -156,11 +156,11 @@ def test_a_family_given_the_wrong_number_of_label_values_fails_the_render_naming
     not series that quietly lack a label."""
     support = parse_support((HERE / "payloads" / "single.json").read_bytes())
     snap = TargetSnapshot(name="single", url="http://x", up=True, support=support)
-    plan = list(collector._CONTAINER_PLAN)
+    plan = list(families._CONTAINER_PLAN)
     family, name, arity, _ = plan[0]
     assert name == "whatsapp_free_space_bytes"
     plan[0] = (family, name, arity, lambda c, _: [((), 1.0)])
-    monkeypatch.setattr(collector, "_CONTAINER_PLAN", tuple(plan))
+    monkeypatch.setattr(families, "_CONTAINER_PLAN", tuple(plan))
     with pytest.raises(
         ValueError, match=r"whatsapp_free_space_bytes takes labels \('directory',\)"
     ):
@@ -171,9 +171,9 @@ def test_a_per_target_family_given_the_wrong_number_of_label_values_fails_the_re
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        collector,
+        families,
         "LOGINS",
-        collector.Family("whatsapp_exporter_logins_total", collector.Kind.COUNTER, "h"),
+        families.Family("whatsapp_exporter_logins_total", families.Kind.COUNTER, "h"),
     )
     with pytest.raises(ValueError, match="whatsapp_exporter_logins_total takes labels"):
         render_target(TargetSnapshot(name="t", url="http://x", with_logins=True))

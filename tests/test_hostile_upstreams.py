@@ -21,20 +21,6 @@ import pytest
 from aiohttp import web
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from exporter.collector import render_target
-from exporter.config import load_targets
-from exporter.errors import Reason
-from exporter.logs import LogfmtFormatter
-from exporter.poller import Poller
-from exporter.simulator import (
-    Simulator,
-    colliding_keys_body,
-    huge_number_body,
-    huge_shards_body,
-    many_containers_body,
-    start_raw_server,
-)
-from exporter.store import Store
 from tests.conftest import (
     API_KEY,
     PASSWORD,
@@ -48,6 +34,20 @@ from tests.conftest import (
     series,
     wait_for,
 )
+from whatsapp_api_simulator.onprem import (
+    Simulator,
+    colliding_keys_body,
+    huge_number_body,
+    huge_shards_body,
+    many_containers_body,
+    start_raw_server,
+)
+from whatsapp_support_exporter.cli.logs import LogfmtFormatter
+from whatsapp_support_exporter.fleet.config import load_targets
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.errors import Reason
 
 
 def sample_lines(text: str) -> list[str]:

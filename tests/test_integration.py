@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from exporter.simulator import FAKE_DB_PASSWORD, FAKE_ENV_API_KEY, Simulator
 from tests.conftest import (
     API_KEY,
     PASSWORD,
@@ -17,6 +16,7 @@ from tests.conftest import (
     series,
     wait_for,
 )
+from whatsapp_api_simulator.onprem import FAKE_DB_PASSWORD, FAKE_ENV_API_KEY, Simulator
 
 
 async def test_single_instance_is_exported_without_host_labels(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.negotiation import Format, choose, wants_gzip
+from whatsapp_support_exporter.output.negotiation import Format, choose, wants_gzip
 
 OM_1 = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
 OM_1_UTF8 = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"

@@ -15,10 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.collector import render_target
-from exporter.snapshot import TargetSnapshot
-from exporter.support import InvalidResponse, Support, parse_support
 from tests.conftest import HarnessFactory
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.upstream.onprem.support import (
+    InvalidResponse,
+    Support,
+    parse_support,
+)
 
 FIELDS = (
     "db_engine",

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from exporter.poller import POLL_TICK, on_tick, tick_for
-from exporter.simulator import Simulator
 from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.fleet.poller import POLL_TICK, on_tick, tick_for
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ async def test_polls_of_many_targets_start_together_on_the_grid(
 ) -> None:
     loop = asyncio.get_running_loop()
     starts: list[float] = []
-    from exporter.client import Answer, Client
+    from whatsapp_support_exporter.upstream.onprem.client import Answer, Client
 
     original = Client.attempt
 

@@ -127,7 +127,7 @@ def exporter_argv(port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "exporter",
+        "whatsapp_support_exporter",
         "--web.listen-address",
         f"127.0.0.1:{port}",
         "--poll.interval",
@@ -148,7 +148,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             [
                 sys.executable,
                 "-m",
-                "exporter.simulator",
+                "whatsapp_api_simulator",
                 "--listen",
                 "127.0.0.1:0",
                 "--single",

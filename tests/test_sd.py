@@ -11,14 +11,14 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from exporter.collector import render_target
-from exporter.fleet import Fleet
-from exporter.poller import Poller
-from exporter.sharding import shard_of
-from exporter.simulator import Simulator
-from exporter.store import Store
-from exporter.web import create_app
 from tests.conftest import API_KEY, make_settings, wait_for
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.fleet.reload import Fleet
+from whatsapp_support_exporter.fleet.sharding import shard_of
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.web.app import create_app
 
 AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 NAMES = [f"wa-{i}" for i in range(8)]

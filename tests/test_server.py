@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from exporter.server import CHUNK, send_body, start_server
 from tests.conftest import wait_for
+from whatsapp_support_exporter.web.server import CHUNK, send_body, start_server
 
 BIG = b"x" * (8 * 1024 * 1024)  # more than loopback's socket buffers hold
 

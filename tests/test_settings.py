@@ -9,20 +9,22 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from exporter.settings import (
+from whatsapp_support_exporter.cli.settings import (
     FLAGS,
     SETTINGS,
-    Credentials,
-    SecretFileError,
     SettingsError,
-    Target,
-    TLSOptions,
     build_parser,
     env_name,
     env_names,
     flag_name,
     load_settings,
     setting_warnings,
+)
+from whatsapp_support_exporter.upstream.onprem.target import (
+    Credentials,
+    SecretFileError,
+    Target,
+    TLSOptions,
 )
 
 KEY = "k3y-from-a-mounted-secret"

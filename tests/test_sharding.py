@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from exporter.settings import Target
-from exporter.sharding import assigned, parse_shard, shard_of
+from whatsapp_support_exporter.fleet.sharding import assigned, parse_shard, shard_of
+from whatsapp_support_exporter.upstream.onprem.target import Target
 
 NAMES = [f"wa-{i}.prod.example:9090" for i in range(3000)]
 TARGETS = [Target(name, f"https://{name}") for name in NAMES]
@@ -42,9 +42,7 @@ def test_adding_a_replica_moves_about_one_in_n_plus_1_targets(total: int) -> Non
 
 def test_the_assignment_is_the_same_in_another_process() -> None:
     """Replicas are separate processes: Python's per-process string hash must not be used."""
-    code = (
-        "from exporter.sharding import shard_of;print([shard_of(f'wa-{i}', 5) for i in range(50)])"
-    )
+    code = "from whatsapp_support_exporter.fleet.sharding import shard_of;print([shard_of(f'wa-{i}', 5) for i in range(50)])"
     other = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

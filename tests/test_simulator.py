@@ -25,7 +25,7 @@ import pytest
 from aiohttp import ClientTimeout, web
 from aiohttp.test_utils import TestClient
 
-from exporter.simulator import (
+from whatsapp_api_simulator.onprem import (
     BROKEN_PICTURES,
     ENDPOINTS,
     FAKE_DB_PASSWORD,
@@ -376,7 +376,7 @@ def test_taken_port_prints_one_line_naming_the_address_and_exits_1() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "exporter.simulator", "--listen", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "whatsapp_api_simulator", "--listen", f"127.0.0.1:{port}"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -393,7 +393,7 @@ def test_module_prints_targets_with_the_bound_port_serves_them_and_stops_on_sigt
         [
             sys.executable,
             "-m",
-            "exporter.simulator",
+            "whatsapp_api_simulator",
             "--listen",
             "127.0.0.1:0",
             "--single",

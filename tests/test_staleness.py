@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from exporter.collector import DATA_FAMILIES
-from exporter.simulator import Simulator
 from tests.conftest import (
     HarnessFactory,
     has_data,
@@ -16,6 +14,8 @@ from tests.conftest import (
     up,
     wait_for,
 )
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.output.families import DATA_FAMILIES
 
 # -- staleness and churn of containers --------------------------------------------------------
 

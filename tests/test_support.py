@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from exporter.support import InvalidResponse, Support, parse_support
+from whatsapp_support_exporter.upstream.onprem.support import (
+    InvalidResponse,
+    Support,
+    parse_support,
+)
 
 
 def parse(support: object) -> Support:

@@ -11,8 +11,8 @@ import pytest
 import trustme
 from aiohttp.test_utils import TestServer
 
-from exporter.simulator import Simulator
 from tests.conftest import HarnessFactory
+from whatsapp_api_simulator.onprem import Simulator
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from typing import Any
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from exporter.collector import render_target
-from exporter.simulator import Simulator
-from exporter.snapshot import TargetSnapshot
-from exporter.store import Store
-from exporter.web import create_app
 from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.web.app import create_app
 
 
 def store_with_one_target() -> Store:
@@ -124,7 +124,7 @@ async def test_landing_page_shows_each_targets_state_and_last_error(
 
 
 def test_a_scrape_with_nothing_changed_serves_the_cached_body_without_rendering() -> None:
-    from exporter.exposition import Exposition
+    from whatsapp_support_exporter.output.exposition import Exposition
 
     store = store_with_one_target()
     exposition = Exposition(store)

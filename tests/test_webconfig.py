@@ -15,11 +15,11 @@ import pytest
 import trustme
 from aiohttp import web
 
-from exporter.collector import render_target
-from exporter.snapshot import TargetSnapshot
-from exporter.store import Store
-from exporter.web import create_app
-from exporter.webconfig import (
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.web.app import create_app
+from whatsapp_support_exporter.web.webconfig import (
     PROBE_PATHS,
     WebConfigError,
     basic_auth_middleware,

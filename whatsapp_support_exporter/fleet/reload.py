@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.collector import exporter_pieces
-from exporter.config import ConfigError, config_fingerprint, load_targets
-from exporter.poller import Poller
-from exporter.settings import Settings, Target
-from exporter.sharding import assigned
-from exporter.store import Store
+from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.fleet.sharding import assigned
+from whatsapp_support_exporter.output.families import exporter_pieces
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.onprem.target import Target
 
-log = logging.getLogger("exporter.fleet")
+log = logging.getLogger("whatsapp_support_exporter.fleet.reload")
 
 # How often the configuration's files are checked for a change (a stat of each: about 20 µs).
 WATCH_SECONDS = 5.0

@@ -1,4 +1,4 @@
-"""Entry point: settings, logging, then serve until SIGTERM (``python -m exporter``).
+"""Entry point: settings, logging, then serve until SIGTERM.
 
 ``whatsapp-support-exporter check`` validates the settings and polls every target once instead.
 """
@@ -20,25 +20,24 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from exporter import __version__
-from exporter.collector import render_target
-from exporter.config import ConfigError
-from exporter.fleet import Fleet
-from exporter.logs import setup_logging
-from exporter.poller import Poller
-from exporter.server import start_server
-from exporter.settings import (
-    Credentials,
+from whatsapp_support_exporter import __version__
+from whatsapp_support_exporter.cli.logs import setup_logging
+from whatsapp_support_exporter.cli.settings import (
     Settings,
     SettingsError,
-    Target,
     load_settings,
     setting_warnings,
     split_listen_address,
 )
-from exporter.store import Store
-from exporter.web import create_app
-from exporter.webconfig import (
+from whatsapp_support_exporter.fleet.config import ConfigError
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.fleet.reload import Fleet
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
+from whatsapp_support_exporter.web.app import create_app
+from whatsapp_support_exporter.web.server import start_server
+from whatsapp_support_exporter.web.webconfig import (
     PROBE_PATHS,
     WebConfig,
     WebConfigError,
@@ -46,7 +45,7 @@ from exporter.webconfig import (
     load_web_config,
 )
 
-log = logging.getLogger("exporter")
+log = logging.getLogger("whatsapp_support_exporter")
 
 # Seconds SIGTERM may take: polls in flight are cancelled, not awaited.
 SHUTDOWN_TIMEOUT = 3.0
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG} {__version__}")
         return
     if argv[:1] == ["check"]:
-        from exporter.check import main as check_main
+        from whatsapp_support_exporter.cli.check import main as check_main
 
         sys.exit(check_main(argv[1:]))
     try:
@@ -205,7 +204,7 @@ async def start_demo_simulator(
     (as some builds do), so the demo shows the API key being tried first and the login taking
     over, and a fleet with two credential sets.
     """
-    from exporter.simulator import Simulator  # only the demo needs it
+    from whatsapp_api_simulator.onprem import Simulator  # only the demo needs it
 
     ignored = [
         name

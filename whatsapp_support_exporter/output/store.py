@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from exporter.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 
 Pieces = dict[str, str]  # metric family name -> that family's sample lines
 Render = Callable[[TargetSnapshot], Pieces]

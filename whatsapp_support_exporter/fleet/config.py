@@ -33,10 +33,10 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.settings import (
+from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.upstream.onprem.target import (
     Credentials,
     SecretFileError,
-    Settings,
     Target,
     TLSOptions,
     check_api_key,

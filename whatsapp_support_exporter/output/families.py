@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from exporter import __version__
-from exporter.errors import Reason
-from exporter.snapshot import TargetSnapshot
-from exporter.support import Container, Support, utc_seconds
+from whatsapp_support_exporter import __version__
+from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.upstream.errors import Reason
+from whatsapp_support_exporter.upstream.onprem.support import Container, Support, utc_seconds
 
 SOCKET_STATES = ("UP", "DN", "SC", "UP receiving offline", "UNK")
 ROLES = ("primary_master", "secondary_master", "coreapp")

@@ -12,12 +12,13 @@ import sys
 import time
 from typing import TextIO
 
-from exporter.client import Answer, Client, new_session
-from exporter.config import ConfigError, load_targets
-from exporter.errors import PollError
-from exporter.poller import ssl_for
-from exporter.settings import Settings, SettingsError, Target, load_settings
-from exporter.support import utc_seconds
+from whatsapp_support_exporter.cli.settings import Settings, SettingsError, load_settings
+from whatsapp_support_exporter.fleet.config import ConfigError, load_targets
+from whatsapp_support_exporter.fleet.poller import ssl_for
+from whatsapp_support_exporter.upstream.errors import PollError
+from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
+from whatsapp_support_exporter.upstream.onprem.support import utc_seconds
+from whatsapp_support_exporter.upstream.onprem.target import Target
 
 HEADER = ("target", "container", "state", "expires in", "socket", "least free", "error")
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.errors import Reason
-from exporter.support import Health, Support
+from whatsapp_support_exporter.upstream.errors import Reason
+from whatsapp_support_exporter.upstream.onprem.support import Health, Support
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 

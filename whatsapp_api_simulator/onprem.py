@@ -11,7 +11,7 @@ Besides the healthy picture it can show failovers (`Instance.fail_over_master`,
 faults per endpoint (`Instance.faults_for`), hostile bodies (`*_body` helpers) and, for what
 aiohttp refuses to send, raw TCP answers (`start_raw_server`). `docs/simulator.md` has the tour.
 
-Run it alone with `python -m exporter.simulator --single 2 --multiconnect 1`.
+Run it alone with `python -m whatsapp_api_simulator --single 2 --multiconnect 1`.
 """
 
 from __future__ import annotations
@@ -1044,7 +1044,7 @@ def _parse_listen(value: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m exporter.simulator`."""
+    """The command line of `python -m whatsapp_api_simulator`."""
     parser = argparse.ArgumentParser(
         prog="whatsapp-api-simulator",
         description="Fake WhatsApp Business API On-Premises clients for demos and tests.",

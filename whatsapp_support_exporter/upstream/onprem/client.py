@@ -24,10 +24,9 @@ import aiohttp
 import orjson
 from aiohttp.http_exceptions import ContentEncodingError
 
-from exporter import __version__
-from exporter.errors import PollError, Reason
-from exporter.settings import Target
-from exporter.support import (
+from whatsapp_support_exporter import __version__
+from whatsapp_support_exporter.upstream.errors import PollError, Reason
+from whatsapp_support_exporter.upstream.onprem.support import (
     Health,
     InvalidResponse,
     Support,
@@ -36,8 +35,9 @@ from exporter.support import (
     parse_support,
     parse_timestamp,
 )
+from whatsapp_support_exporter.upstream.onprem.target import Target
 
-log = logging.getLogger("exporter.client")
+log = logging.getLogger("whatsapp_support_exporter.upstream.onprem.client")
 
 USER_AGENT = f"whatsapp-support-exporter/{__version__}"
 # Renew a login token this long before the upstream says it expires.

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from exporter.collector import FAMILIES, METRIC_NAMES
-from exporter.store import Pieces, Store
+from whatsapp_support_exporter.output.families import FAMILIES, METRIC_NAMES
+from whatsapp_support_exporter.output.store import Pieces, Store
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -17,12 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import __version__
-from exporter.exposition import Exposition
-from exporter.negotiation import choose, wants_gzip
-from exporter.poller import Poller
-from exporter.server import send_body
-from exporter.store import Store
+from whatsapp_support_exporter import __version__
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.output.exposition import Exposition
+from whatsapp_support_exporter.output.negotiation import choose, wants_gzip
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.web.server import send_body
 
 EXPOSITION = web.AppKey("exposition", Exposition)
 STORE = web.AppKey("store", Store)

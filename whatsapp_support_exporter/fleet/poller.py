@@ -20,14 +20,15 @@ from dataclasses import replace
 
 import aiohttp
 
-from exporter.client import Answer, Client, new_session
-from exporter.collector import COLLECTORS
-from exporter.errors import BACKOFF_REASONS, PollError, Reason
-from exporter.settings import Settings, Target, TLSOptions
-from exporter.snapshot import CollectorState, TargetSnapshot, bumped
-from exporter.store import Store
+from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.output.families import COLLECTORS
+from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.errors import BACKOFF_REASONS, PollError, Reason
+from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
+from whatsapp_support_exporter.upstream.onprem.target import Target, TLSOptions
 
-log = logging.getLogger("exporter.poller")
+log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
 
 # Polls start on a shared grid of this many seconds (or an eighth of the interval if shorter):
 # the polls of a fleet that fall due together then share one wake-up of the process, and their

@@ -1,0 +1,1 @@
+"""The command line: settings (flags, variables, messages), the check command and main."""

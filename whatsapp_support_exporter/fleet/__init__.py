@@ -1,0 +1,1 @@
+"""The fleet: configuration file and target files, reload, sharding, and the poller."""

@@ -1,0 +1,1 @@
+"""The output path: families, immutable snapshots, the store of rendered pieces, exposition."""
