@@ -28,7 +28,7 @@ from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.output.store import Store
-from whatsapp_support_exporter.upstream.onprem.client import new_session
+from whatsapp_support_exporter.upstream.http import new_session
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 
 API_KEY = "test-api-key-0123456789"

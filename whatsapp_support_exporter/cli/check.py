@@ -16,7 +16,8 @@ from whatsapp_support_exporter.cli.settings import Settings, SettingsError, load
 from whatsapp_support_exporter.fleet.config import ConfigError, load_targets
 from whatsapp_support_exporter.fleet.poller import ssl_for
 from whatsapp_support_exporter.upstream.errors import PollError
-from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
+from whatsapp_support_exporter.upstream.http import new_session
+from whatsapp_support_exporter.upstream.onprem.client import Answer, Client
 from whatsapp_support_exporter.upstream.onprem.support import utc_seconds
 from whatsapp_support_exporter.upstream.onprem.target import Target
 

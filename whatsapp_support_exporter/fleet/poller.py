@@ -25,7 +25,8 @@ from whatsapp_support_exporter.output.families import COLLECTORS
 from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.errors import BACKOFF_REASONS, PollError, Reason
-from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
+from whatsapp_support_exporter.upstream.http import new_session
+from whatsapp_support_exporter.upstream.onprem.client import Answer, Client
 from whatsapp_support_exporter.upstream.onprem.target import Target, TLSOptions
 
 log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
