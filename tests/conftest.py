@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
+from tests.cloudgraph import FakeGraph, serve_graph
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
@@ -285,3 +286,11 @@ def require_tool() -> None:
     for tool in ("promtool", "prometheus"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian package prometheus)")
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraph]:
+    """A small fake Graph API (tests/cloudgraph.py) on a loopback port."""
+    fake, server = await serve_graph()
+    yield fake
+    await server.close()
