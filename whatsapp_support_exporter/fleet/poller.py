@@ -13,12 +13,14 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import aiohttp
 
 from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.accounts import AccountPoller
 from whatsapp_support_exporter.fleet.schedule import (
     Budget,
     Scheduled,
@@ -26,6 +28,7 @@ from whatsapp_support_exporter.fleet.schedule import (
 from whatsapp_support_exporter.output.families import COLLECTORS
 from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
 from whatsapp_support_exporter.upstream.errors import PollError, Reason
 from whatsapp_support_exporter.upstream.http import new_session
 from whatsapp_support_exporter.upstream.onprem.client import Answer, Client
@@ -225,22 +228,31 @@ class TargetPoller(Scheduled):
 
 
 class Poller:
-    """The fleet: one shared session, one budget, one poller per target; changed by ``apply``."""
+    """The fleet: one shared session, one budget, one poller per target and per Cloud API
+    account; changed by ``apply``."""
 
-    def __init__(self, settings: Settings, store: Store, targets: list[Target]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        targets: list[Target],
+        accounts: Sequence[CloudAccount] = (),
+    ) -> None:
         self.settings = settings
         self.store = store
         self.targets = targets
+        self.accounts = list(accounts)
         self.session: aiohttp.ClientSession | None = None
         self.budget: Budget | None = None
         self.pollers: dict[str, TargetPoller] = {}
+        self.account_pollers: dict[str, AccountPoller] = {}
         self._ssl: dict[TLSOptions, ssl.SSLContext | bool] = {}
 
     async def start(self) -> None:
         interval = self.settings.poll_interval
         self.session = new_session(self.settings.max_concurrency * 4, min(interval + 5.0, 75.0))
         self.budget = Budget(self.settings.max_concurrency)
-        await self.apply(self.targets)
+        await self.apply(self.targets, self.accounts)
 
     def _ssl_for(self, options: TLSOptions) -> ssl.SSLContext | bool:
         context = self._ssl.get(options)
@@ -248,39 +260,66 @@ class Poller:
             context = self._ssl[options] = ssl_for(options)
         return context
 
-    async def apply(self, targets: list[Target]) -> tuple[int, int, int]:
-        """Make the fleet these targets: unchanged ones keep their poller (counters, token,
-        connection); changed ones restart; removed ones stop and their series go; new ones start.
-        Returns (added, changed, removed)."""
-        assert self.session is not None and self.budget is not None
-        wanted = {t.name: t for t in targets}
-        removed = [name for name in self.pollers if name not in wanted]
-        changed = [
-            n for n, t in wanted.items() if n in self.pollers and self.pollers[n].target != t
-        ]
-        for name in removed + changed:
-            await self.pollers.pop(name).stop()
-            self.store.delete(name)
-        added = 0
-        for name, target in wanted.items():
-            if name in self.pollers:
-                continue
-            added += name not in changed
-            poller = TargetPoller(
-                target,
-                self.session,
-                self.store,
-                self.settings,
-                self.budget,
-                ssl_context=self._ssl_for(target.tls),
-            )
-            self.pollers[name] = poller
-            poller.start()
+    async def apply(
+        self, targets: list[Target], accounts: Sequence[CloudAccount] | None = None
+    ) -> tuple[int, int, int]:
+        """Make the fleet these targets (and accounts, when given): unchanged ones keep their
+        poller (counters, token, connection); changed ones restart; removed ones stop and their
+        series go; new ones start. Returns (added, changed, removed), both kinds together."""
+        session, budget = self.session, self.budget
+        assert session is not None and budget is not None
+        counts = await _reconcile(
+            self.pollers,
+            {t.name: t for t in targets},
+            lambda p: p.target,
+            lambda t: TargetPoller(
+                t, session, self.store, self.settings, budget, ssl_context=self._ssl_for(t.tls)
+            ),
+            self.store.delete,
+        )
         self.targets = targets
-        return added, len(changed), len(removed)
+        if accounts is not None:
+            more = await _reconcile(
+                self.account_pollers,
+                {a.name: a for a in accounts},
+                lambda p: p.account,
+                lambda a: AccountPoller(a, session, self.store, self.settings, budget),
+                self.store.delete_account,
+            )
+            counts = (counts[0] + more[0], counts[1] + more[1], counts[2] + more[2])
+            self.accounts = list(accounts)
+        return counts
 
     async def stop(self) -> None:
         """Cancel polls in flight and close the session."""
-        await asyncio.gather(*(p.stop() for p in self.pollers.values()), return_exceptions=True)
+        everything = [*self.pollers.values(), *self.account_pollers.values()]
+        await asyncio.gather(*(p.stop() for p in everything), return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+
+
+P = TypeVar("P", bound=Scheduled)
+C = TypeVar("C")
+
+
+async def _reconcile(
+    running: dict[str, P],
+    wanted: dict[str, C],
+    config_of: Callable[[P], C],
+    make: Callable[[C], P],
+    forget: Callable[[str], None],
+) -> tuple[int, int, int]:
+    """Stop what was removed or changed (its series go), start what is new or changed."""
+    removed = [name for name in running if name not in wanted]
+    changed = [n for n, c in wanted.items() if n in running and config_of(running[n]) != c]
+    for name in removed + changed:
+        await running.pop(name).stop()
+        forget(name)
+    added = 0
+    for name, config in wanted.items():
+        if name in running:
+            continue
+        added += name not in changed
+        poller = running[name] = make(config)
+        poller.start()
+    return added, len(changed), len(removed)

@@ -123,7 +123,7 @@ class CloudClient:
         base = URL(account.graph_url.rstrip("/"))
         self._origin = base.origin()
         self._base = f"{str(base).rstrip('/')}/{account.api_version}/{account.waba_id}"
-        # the last usage header seen, from any answer (a failed attempt's too)
+        # the last usage header of the last attempt (a failed one's too); None if it had none
         self.usage: Usage | None = None
         self.requests = 0  # requests sent, for the benchmark's requests per hour
 
@@ -138,6 +138,7 @@ class CloudClient:
 
     async def attempt(self) -> CloudAnswer:
         """The account and every page of its numbers within one deadline; PollError if not."""
+        self.usage = None
         token = self._token()
         try:
             async with asyncio.timeout(self.timeout):
