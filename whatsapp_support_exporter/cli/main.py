@@ -23,15 +23,16 @@ from pydantic import SecretStr
 from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.cli.logs import setup_logging
 from whatsapp_support_exporter.cli.settings import (
-    Settings,
+    PROG,
     SettingsError,
     load_settings,
-    setting_warnings,
-    split_listen_address,
+    target_warnings,
+    variable_warnings,
 )
 from whatsapp_support_exporter.fleet.config import ConfigError
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.reload import Fleet
+from whatsapp_support_exporter.fleet.settings import Settings, split_listen_address
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
@@ -50,7 +51,6 @@ log = logging.getLogger("whatsapp_support_exporter")
 # Seconds SIGTERM may take: polls in flight are cancelled, not awaited.
 SHUTDOWN_TIMEOUT = 3.0
 DEMO_LISTEN_ADDRESS = "127.0.0.1:10042"
-PROG = "whatsapp-support-exporter"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     except WebConfigError as err:
         fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
     setup_logging(settings.log_level, settings.log_format)
+    for warning in variable_warnings(os.environ):  # first, and in every mode
+        log.warning(warning)
     _raise_file_limit()
     store = Store(render_target)
     fleet = Fleet(settings, store)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             targets = fleet.initial()
         except ConfigError as err:
             fail(str(err))
-        for warning in setting_warnings(settings, os.environ, targets):
+        for warning in target_warnings(settings, targets):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
 
