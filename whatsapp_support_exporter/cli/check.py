@@ -23,11 +23,8 @@ from whatsapp_support_exporter.cli.settings import (
 )
 from whatsapp_support_exporter.fleet.config import ConfigError, load_targets
 from whatsapp_support_exporter.fleet.poller import ssl_for
-<<<<<<< HEAD
 from whatsapp_support_exporter.fleet.settings import Settings
-=======
 from whatsapp_support_exporter.output.status import TARGETS, Row, not_answered, target_rows
->>>>>>> landing
 from whatsapp_support_exporter.upstream.errors import PollError
 from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
 from whatsapp_support_exporter.upstream.onprem.target import Target
