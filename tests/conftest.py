@@ -23,9 +23,9 @@ from pydantic import SecretStr
 
 from tests.cloudgraph import FakeGraph, serve_graph
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
 from whatsapp_support_exporter.fleet.schedule import Budget
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot

@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import aiohttp
 
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.schedule import Budget, Scheduled
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.snapshot import AccountSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.cloud.account import CloudAccount

@@ -19,12 +19,9 @@ from typing import TypeVar
 
 import aiohttp
 
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.accounts import AccountPoller
-from whatsapp_support_exporter.fleet.schedule import (
-    Budget,
-    Scheduled,
-)
+from whatsapp_support_exporter.fleet.schedule import Budget, Scheduled
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.families import COLLECTORS
 from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store

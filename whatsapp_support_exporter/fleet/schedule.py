@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.upstream.errors import BACKOFF_REASONS, PollError
 
 log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
