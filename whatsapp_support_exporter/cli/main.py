@@ -24,6 +24,7 @@ from whatsapp_support_exporter.cli.logs import setup_logging
 from whatsapp_support_exporter.cli.settings import (
     PROG,
     SettingsError,
+    account_warnings,
     load_settings,
     target_warnings,
     variable_warnings,
@@ -32,6 +33,7 @@ from whatsapp_support_exporter.fleet.config import ConfigError
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.reload import Fleet
 from whatsapp_support_exporter.fleet.settings import Settings, split_listen_address
+from whatsapp_support_exporter.output.cloud_families import render_account
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     for warning in variable_warnings(os.environ):  # first, and in every mode
         log.warning(warning)
     _raise_file_limit()
-    store = Store(render_target)
+    store = Store(render_target, render_account)
     fleet = Fleet(settings, store)
     targets: list[Target] = []
     if not settings.demo:
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             targets = fleet.initial()
         except ConfigError as err:
             fail(str(err))
-        for warning in target_warnings(settings, targets):
+        for warning in target_warnings(settings, targets) + account_warnings(fleet.accounts):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
 
@@ -133,7 +135,7 @@ async def serve(
         fleet.settings = settings
         fleet.demo()
         cleanups.append(sim_runner)
-    poller = Poller(settings, store, targets)
+    poller = Poller(settings, store, targets, fleet.accounts)
     fleet.poller = poller
     middlewares = (
         [basic_auth_middleware(web_config.users, PROBE_PATHS)]
@@ -167,6 +169,7 @@ async def serve(
             "address": settings.listen_address,
             "tls": ssl_context is not None,
             "targets": len(targets),
+            "accounts": len(fleet.accounts),
             "shard": settings.shard,
             "total_shards": settings.total_shards,
             "version": __version__,

@@ -6,10 +6,12 @@ heals without a reload); its text never reaches a log line, a label, a page or a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
+from yarl import URL
 
 from whatsapp_support_exporter.upstream.onprem.target import SecretFileError, _read_secret
 
@@ -47,3 +49,43 @@ class CloudAccount:
         if self.token_file is not None:
             return read_token_file(self.token_file)
         return self.token.get_secret_value() if self.token is not None else None
+
+
+MIN_CLOUD_INTERVAL = 10.0
+# Below this interval a warning names the Graph API's rate limit.
+WARN_CLOUD_INTERVAL = 60.0
+_API_VERSION = re.compile(r"v\d+(\.\d+)?")
+
+
+def check_waba_id(waba_id: str) -> str:
+    """A WhatsApp Business Account id: digits only (it becomes a path segment)."""
+    if not waba_id.isascii() or not waba_id.isdigit():
+        raise ValueError("a WABA id is digits only")
+    return waba_id
+
+
+def parse_waba_id(text: str) -> tuple[str, str]:
+    """``name=waba_id`` or ``waba_id`` (the name then is the id) as (name, waba_id)."""
+    name, sep, waba_id = text.strip().partition("=")
+    if not sep:
+        name, waba_id = "", name
+    waba_id = check_waba_id(waba_id.strip())
+    return name.strip() or waba_id, waba_id
+
+
+def check_graph_url(url: str) -> str:
+    """An http(s) base URL with a host and nothing a token could leak through; no slash at
+    the end."""
+    parsed = URL(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parsed.raw_user or parsed.raw_password or parsed.raw_query_string or parsed.raw_fragment:
+        raise ValueError("must not have user info, a query or a fragment")
+    return str(parsed).rstrip("/")
+
+
+def check_api_version(version: str) -> str:
+    """``v24.0``: the Graph API version every path starts with."""
+    if not _API_VERSION.fullmatch(version.strip()):
+        raise ValueError("must be a Graph API version such as v24.0")
+    return version.strip()

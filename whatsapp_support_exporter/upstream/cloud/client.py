@@ -97,6 +97,7 @@ class CloudAnswer:
     received_at: float
     invalid_fields: tuple[str, ...] = ()
     pages: int = 1
+    usage: Usage | None = None  # the last usage header of the attempt
 
 
 class CloudClient:
@@ -184,7 +185,7 @@ class CloudClient:
                     )
                 url = self._same_host(url)
         return CloudAnswer(
-            waba, tuple(numbers.values()), self.clock(), tuple(invalid_fields), pages
+            waba, tuple(numbers.values()), self.clock(), tuple(invalid_fields), pages, self.usage
         )
 
     def _same_host(self, url: str) -> str:
