@@ -75,7 +75,7 @@ def every_state_numbers(
 
     Number *i* takes value *i* (modulo the list's length) of each list, so each value appears at
     least once. On top: number 1 has only the deprecated `messaging_limit_tier`, number 2 only
-    `whatsapp_business_manager_messaging_limit`, number 3 both with different tiers (the newer
+    `whatsapp_business_manager_messaging_limit`, number 8 both with different tiers (the newer
     field wins); number 0 is BLOCKED (with an error), number 1 LIMITED (with a reason).
     """
     rng = random.Random(f"{seed}:{first_id}")
@@ -105,8 +105,7 @@ def every_state_numbers(
     numbers[1].health = limited()
     numbers[1].business_manager_limit = None
     numbers[2].messaging_limit_tier = None
-    numbers[3].messaging_limit_tier = "TIER_1K"
-    numbers[3].business_manager_limit = "TIER_10K"
+    numbers[8].business_manager_limit = "TIER_100K"
     return numbers
 
 

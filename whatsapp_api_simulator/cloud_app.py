@@ -194,10 +194,12 @@ class GraphSimulator:
         return account
 
     def add_accounts(self, count: int, numbers: int = 10, prefix: str = "acct") -> list[Account]:
-        """`count` accounts of `numbers` numbers each (benchmarks), labelled `<prefix>-<i>`."""
+        """`count` accounts of `numbers` numbers each (benchmarks), labelled `<prefix>-<i>`
+        (*i* counting on from the accounts already labelled so)."""
+        first = sum(1 for a in self._accounts.values() if a.label.startswith(f"{prefix}-"))
         return [
             self.add_account(f"Business {i}", label=f"{prefix}-{i}", numbers=numbers)
-            for i in range(count)
+            for i in range(first, first + count)
         ]
 
     def add_demo_account(self, label: str = "demo", period: float = 600.0) -> Account:
@@ -312,11 +314,15 @@ class GraphSimulator:
         )
 
     def _take_fault(self, account: Account, endpoint: str) -> GraphFault | None:
-        for fault in (*account.faults, *self.faults):
-            if fault.matches(endpoint):
-                if fault.count is not None:
-                    fault.count -= 1
-                return fault
+        """The first fault due (the account's before everyone's), used up after `count`."""
+        for faults in (account.faults, self.faults):
+            for fault in faults:
+                if fault.matches(endpoint):
+                    if fault.count is not None:
+                        fault.count -= 1
+                        if fault.count <= 0:
+                            faults.remove(fault)
+                    return fault
         return None
 
     async def _serve(
