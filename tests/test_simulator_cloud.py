@@ -467,6 +467,22 @@ async def test_a_hang_never_answers_until_the_client_gives_up(
     assert (await get(client, f"/v24.0/{demo.waba_id}?fields=name"))[0] == 200
 
 
+async def test_latency_alone_delays_the_real_answer(
+    client: Client, graph: GraphSimulator, demo: Account
+) -> None:
+    graph.inject(demo.waba_id, latency=0.3)
+    path = f"/v24.0/{demo.waba_id}?fields=name"
+    with pytest.raises(asyncio.TimeoutError):
+        await client.get(
+            path,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=aiohttp.ClientTimeout(total=0.05),
+        )
+    graph.inject(demo.waba_id, latency=0.01)
+    status, body, _ = await get(client, path)
+    assert (status, body["name"]) == (200, "Acme Support")
+
+
 async def test_an_oversize_body_is_as_large_as_asked(
     client: Client, graph: GraphSimulator, demo: Account
 ) -> None:

@@ -349,7 +349,9 @@ class GraphSimulator:
         fault = self._take_fault(account, endpoint)
         regain = 0
         response: web.StreamResponse
-        if fault is not None:
+        if fault is not None and fault.latency > 0:
+            await asyncio.sleep(fault.latency)
+        if fault is not None and fault.answers:
             if fault.error in RATE_LIMIT_CODES:
                 regain = fault.regain_minutes
             response = await self._fault(request, account, fault)

@@ -296,6 +296,7 @@ class GraphFault:
     `body` is sent verbatim with 200; `body_size` streams a 200 body that large. `endpoint`
     (`account`, `phone_numbers`, `phone_number`) limits it to one kind of request. A rate-limit
     code sets `estimated_time_to_regain_access` to `regain_minutes` in the usage header.
+    `latency` waits that many seconds first; alone, the real answer follows (a slow upstream).
     """
 
     error: int | None = None
@@ -307,6 +308,18 @@ class GraphFault:
     count: int | None = 1
     endpoint: str | None = None
     regain_minutes: int = 5
+    latency: float = 0.0
+
+    @property
+    def answers(self) -> bool:
+        """Whether it replaces the answer (not only delays it)."""
+        return (
+            self.hang
+            or self.error is not None
+            or self.status is not None
+            or self.body is not None
+            or self.body_size is not None
+        )
 
     def matches(self, endpoint: str) -> bool:
         return (self.count is None or self.count > 0) and self.endpoint in (None, endpoint)
