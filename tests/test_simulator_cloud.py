@@ -149,6 +149,16 @@ async def test_overall_can_send_is_the_worst_entity(client: Client, demo: Accoun
     assert body["health_status"]["can_send_message"] == "AVAILABLE"
 
 
+async def test_extra_entities_join_the_account_health(client: Client, demo: Account) -> None:
+    for number in demo.numbers:
+        number.health.can_send_message = "AVAILABLE"
+    template = {"entity_type": "MESSAGE_TEMPLATE", "id": "1234", "can_send_message": "LIMITED"}
+    demo.extra_entities.append(template)
+    _, body, _ = await get(client, f"/v24.0/{demo.waba_id}?fields=health_status")
+    assert body["health_status"]["entities"][-1] == template
+    assert body["health_status"]["can_send_message"] == "LIMITED"
+
+
 @pytest.mark.parametrize("version", ["v19.0", "v24.0", "v26.0"])
 async def test_any_graph_version_prefix_is_served(
     client: Client, demo: Account, version: str

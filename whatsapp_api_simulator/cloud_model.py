@@ -185,7 +185,7 @@ def limited(info: str = "Your display name has not been approved yet.") -> Entit
 
 def _overall(entities: Iterable[dict[str, Any]]) -> str:
     """BLOCKED if any entity is, else LIMITED if any is, else AVAILABLE (Meta's rule)."""
-    worst = max((_WORST.get(e["can_send_message"], 0) for e in entities), default=0)
+    worst = max((_WORST.get(str(e.get("can_send_message")), 0) for e in entities), default=0)
     return CAN_SEND[worst]
 
 
@@ -332,7 +332,9 @@ class Account:
     `waba_health`/`business_health`/`app_health` (`Entity`), `numbers`, `tokens` (accepted
     tokens of this account only; None: the simulator's), `platform_field` (`host_platform` to
     use the other name), `page_size_cap`, `endless_pages`, `next_host`, `overrides`,
-    `rate_limit` (calls per hour; usage is reported against it) and `enforce_rate_limit`.
+    `rate_limit` (calls per hour; usage is reported against it), `enforce_rate_limit`,
+    `rate_limit_code`, `extra_entities` (more `health_status` entities, verbatim: a
+    `MESSAGE_TEMPLATE`, say) and `faults`.
     """
 
     def __init__(
@@ -366,6 +368,7 @@ class Account:
         self.rate_limit = rate_limit
         self.enforce_rate_limit = True
         self.rate_limit_code = 80007
+        self.extra_entities: list[dict[str, Any]] = []
         self.faults: list[GraphFault] = []  # before the simulator's; see `GraphSimulator.inject`
         # Requests by endpoint ("account", "phone_numbers", "phone_number"), plus "rejected".
         self.requests: collections.Counter[str] = collections.Counter()
@@ -438,6 +441,7 @@ class Account:
         """The account's `health_status`: every number, the WABA, the business and the app."""
         entities = [n.health.document("PHONE_NUMBER", n.id) for n in self.numbers]
         entities += self._entities()
+        entities += self.extra_entities
         return {"can_send_message": _overall(entities), "entities": entities}
 
     def document(self, fields: Iterable[str]) -> dict[str, Any]:
