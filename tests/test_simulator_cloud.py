@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from tests.conftest import FakeClock
 from whatsapp_api_simulator.cloud import (
     CODE_VERIFICATION_STATUSES,
     MESSAGING_TIERS,
@@ -46,6 +47,7 @@ NUMBER_FIELDS = (
     "messaging_limit_tier,whatsapp_business_manager_messaging_limit,name_status,"
     "code_verification_status,account_mode,last_onboarded_time,health_status"
 )
+USAGE_KINDS = ("call_count", "total_cputime", "total_time")
 ACCOUNT_QUERY = "fields=name,health_status,account_review_status,business_verification_status"
 
 Client = TestClient[web.Request, web.Application]
@@ -53,19 +55,9 @@ MakeClient = Callable[[web.Application], Awaitable[Client]]
 Answer = tuple[int, Any, CIMultiDictProxy[str]]
 
 
-class FakeClock:
-    """A clock the test moves by hand, so nothing ever sleeps for real."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture
@@ -83,11 +75,18 @@ async def client(aiohttp_client: MakeClient, graph: GraphSimulator, demo: Accoun
     return await aiohttp_client(graph.app())
 
 
-async def get(client: Client, path: str, token: str | None = TOKEN) -> Answer:
+async def get(
+    client: Client, path: str, token: str | None = TOKEN, give_up: float | None = None
+) -> Answer:
+    """Status, JSON body (raw bytes when not JSON) and headers of one request."""
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with client.get(path, headers=headers) as resp:
+    limit = aiohttp.ClientTimeout(total=give_up)
+    async with client.get(path, headers=headers, timeout=limit) as resp:
         body = await resp.read()
-        return resp.status, orjson.loads(body) if body.startswith(b"{") else body, resp.headers
+    try:
+        return resp.status, orjson.loads(body), resp.headers
+    except orjson.JSONDecodeError:
+        return resp.status, body, resp.headers
 
 
 async def all_numbers(client: Client, waba_id: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -105,8 +104,8 @@ async def all_numbers(client: Client, waba_id: str, limit: int = 100) -> list[di
 
 
 def usage(headers: CIMultiDictProxy[str]) -> dict[str, Any]:
-    (entries,) = orjson.loads(headers[USAGE_HEADER]).values()
-    (entry,) = entries
+    """The one entry of the one business of the usage header."""
+    ((entry,),) = orjson.loads(headers[USAGE_HEADER]).values()
     return dict(entry)
 
 
@@ -118,20 +117,15 @@ async def test_account_answers_its_fields_and_the_health_of_every_entity(
 ) -> None:
     status, body, _ = await get(client, f"/v24.0/{demo.waba_id}?{ACCOUNT_QUERY}")
     assert status == 200
-    assert body["id"] == demo.waba_id
-    assert body["name"] == "Acme Support"
-    assert body["account_review_status"] == "APPROVED"
-    assert body["business_verification_status"] == "verified"
+    fields = ("id", "name", "account_review_status", "business_verification_status")
+    assert [body[f] for f in fields] == [demo.waba_id, "Acme Support", "APPROVED", "verified"]
     health = body["health_status"]
     kinds = [e["entity_type"] for e in health["entities"]]
     assert kinds.count("PHONE_NUMBER") == len(demo.numbers)
     assert kinds[-3:] == ["WABA", "BUSINESS", "APP"]
     blocked = [e for e in health["entities"] if e["can_send_message"] == "BLOCKED"]
-    assert blocked and set(blocked[0]["errors"][0]) == {
-        "error_code",
-        "error_description",
-        "possible_solution",
-    }
+    error_keys = {"error_code", "error_description", "possible_solution"}
+    assert blocked and set(blocked[0]["errors"][0]) == error_keys
     limited = [e for e in health["entities"] if e["can_send_message"] == "LIMITED"]
     assert limited and limited[0]["additional_info"]
     # Meta's rule: one blocked entity makes the whole account blocked.
@@ -170,9 +164,8 @@ async def test_any_graph_version_prefix_is_served(
 
 async def test_an_unknown_id_or_path_answers_graph_error_100(client: Client) -> None:
     status, body, _ = await get(client, "/v24.0/999999999?fields=name")
-    assert status == 400
-    assert body["error"]["code"] == 100
-    assert body["error"]["type"] == "GraphMethodException"
+    error = body["error"]
+    assert (status, error["code"], error["type"]) == (400, 100, "GraphMethodException")
     status, body, _ = await get(client, "/v24.0/me/nothing/here")
     assert (status, body["error"]["code"]) == (400, 100)
 
@@ -185,8 +178,7 @@ async def test_paging_gives_every_number_once_and_the_last_page_has_no_next(
 ) -> None:
     demo.page_size_cap = 4
     status, first, _ = await get(client, f"/v24.0/{demo.waba_id}/phone_numbers?fields=id&limit=100")
-    assert status == 200
-    assert len(first["data"]) == 4
+    assert (status, len(first["data"])) == (200, 4)
     assert set(first["paging"]["cursors"]) == {"before", "after"}
     next_url = URL(first["paging"]["next"])
     assert next_url.is_absolute() and next_url.host == "127.0.0.1"
@@ -258,11 +250,8 @@ async def test_the_demo_account_shows_every_throughput_and_can_send_value(
 ) -> None:
     numbers = await all_numbers(client, demo.waba_id)
     assert {n["throughput"]["level"] for n in numbers} == set(THROUGHPUT_LEVELS)
-    assert {n["health_status"]["can_send_message"] for n in numbers} >= {
-        "AVAILABLE",
-        "LIMITED",
-        "BLOCKED",
-    }
+    can_send = {n["health_status"]["can_send_message"] for n in numbers}
+    assert can_send >= {"AVAILABLE", "LIMITED", "BLOCKED"}
     for number in numbers:
         kinds = [e["entity_type"] for e in number["health_status"]["entities"]]
         assert kinds == ["PHONE_NUMBER", "WABA", "BUSINESS", "APP"]
@@ -284,8 +273,7 @@ async def test_a_number_answers_the_same_object_on_its_own_id(
 ) -> None:
     (listed,) = [n for n in await all_numbers(client, demo.waba_id) if n["status"] == "FLAGGED"]
     status, alone, _ = await get(client, f"/v24.0/{listed['id']}?fields={NUMBER_FIELDS}")
-    assert status == 200
-    assert alone == listed
+    assert (status, alone) == (200, listed)
 
 
 async def test_the_other_platform_field_name_replaces_platform_type(
@@ -370,13 +358,7 @@ async def test_usage_header_on_every_answer_grows_with_calls_and_resets_each_hou
     for _ in range(4):
         _, _, headers = await get(client, path)
         entry = usage(headers)
-        assert set(entry) == {
-            "type",
-            "call_count",
-            "total_cputime",
-            "total_time",
-            "estimated_time_to_regain_access",
-        }
+        assert set(entry) == {"type", *USAGE_KINDS, "estimated_time_to_regain_access"}
         counts.append(entry["call_count"])
     assert counts == [1, 1, 2, 2]  # percent of 200 calls an hour, rounded up
     (business,) = orjson.loads(headers[USAGE_HEADER])
@@ -397,9 +379,8 @@ async def test_over_the_hourly_limit_calls_get_80007_until_the_hour_ends(
     assert (await get(client, path))[0] == 200
     status, body, headers = await get(client, path)
     assert (status, body["error"]["code"]) == (400, 80007)
-    entry = usage(headers)
-    assert entry["call_count"] == 100
-    assert entry["estimated_time_to_regain_access"] == 57  # 3400 s left in the hour
+    entry = usage(headers)  # 3400 s left in the hour: 57 minutes
+    assert (entry["call_count"], entry["estimated_time_to_regain_access"]) == (100, 57)
     assert demo.requests["rejected"] == 1
     clock.now += 3400
     assert (await get(client, path))[0] == 200
@@ -469,11 +450,7 @@ async def test_a_hang_never_answers_until_the_client_gives_up(
 ) -> None:
     graph.inject(demo.waba_id, hang=True)
     with pytest.raises(asyncio.TimeoutError):
-        await client.get(
-            f"/v24.0/{demo.waba_id}?fields=name",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=aiohttp.ClientTimeout(total=0.2),
-        )
+        await get(client, f"/v24.0/{demo.waba_id}?fields=name", give_up=0.2)
     assert (await get(client, f"/v24.0/{demo.waba_id}?fields=name"))[0] == 200
 
 
@@ -483,11 +460,7 @@ async def test_latency_alone_delays_the_real_answer(
     graph.inject(demo.waba_id, latency=0.3)
     path = f"/v24.0/{demo.waba_id}?fields=name"
     with pytest.raises(asyncio.TimeoutError):
-        await client.get(
-            path,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=aiohttp.ClientTimeout(total=0.05),
-        )
+        await get(client, path, give_up=0.05)
     graph.inject(demo.waba_id, latency=0.01)
     status, body, _ = await get(client, path)
     assert (status, body["name"]) == (200, "Acme Support")
@@ -497,12 +470,8 @@ async def test_an_oversize_body_is_as_large_as_asked(
     client: Client, graph: GraphSimulator, demo: Account
 ) -> None:
     graph.inject(demo.waba_id, body_size=3_000_000, endpoint="phone_numbers")
-    async with client.get(
-        f"/v24.0/{demo.waba_id}/phone_numbers", headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as resp:
-        assert resp.status == 200
-        assert resp.content_length == 3_000_000
-        assert len(await resp.read()) == 3_000_000
+    status, body, headers = await get(client, f"/v24.0/{demo.waba_id}/phone_numbers")
+    assert (status, headers["Content-Length"], len(body)) == (200, "3000000", 3_000_000)
 
 
 async def test_endless_pages_always_offer_a_next_page(client: Client, demo: Account) -> None:
@@ -569,7 +538,7 @@ async def test_a_number_is_flagged_then_restored_to_connected(
     assert seen == ["CONNECTED", "FLAGGED", "CONNECTED", "CONNECTED"]
 
 
-async def test_a_test_can_still_set_a_scripted_field_by_hand(client: Client, demo: Account) -> None:
+async def test_a_scripted_field_set_by_hand_sticks(client: Client, demo: Account) -> None:
     demo.numbers[-2].quality_rating = "NA"
     _, body, _ = await get(client, f"/v24.0/{demo.numbers[-2].id}?fields=quality_rating")
     assert body["quality_rating"] == "NA"
@@ -596,8 +565,7 @@ async def test_start_graph_serves_on_a_port_until_closed() -> None:
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.token}"}) as http,
             http.get(f"{server.url}/v24.0/{waba}/phone_numbers?fields=id") as resp,
         ):
-            assert resp.status == 200
-            assert len((await resp.json())["data"]) == 3
+            assert (resp.status, len((await resp.json())["data"])) == (200, 3)
         url = server.url
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as http, http.get(url):
@@ -609,26 +577,12 @@ def test_no_graph_option_serves_no_graph_api() -> None:
 
 
 def test_the_command_line_prints_the_exporters_cloud_settings() -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "whatsapp_api_simulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--graph-demo",
-            "--graph-accounts",
-            "2",
-            "--graph-token",
-            TOKEN,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, "-m", "whatsapp_api_simulator", "--listen", "127.0.0.1:0"]
+    command += ["--graph-demo", "--graph-accounts", "2", "--graph-token", TOKEN]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        targets = proc.stdout.readline().strip()
-        assert targets.startswith("single-0=http://127.0.0.1:")
+        assert proc.stdout.readline().startswith("single-0=http://127.0.0.1:")
         settings = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
         assert settings["WA_CLOUD_TOKEN"] == TOKEN
         accounts = dict(p.split("=") for p in settings["WA_CLOUD_WABA_IDS"].split(","))
