@@ -495,7 +495,8 @@ async def test_next_can_point_at_another_host(client: Client, demo: Account) -> 
 async def test_a_number_moves_from_on_premise_to_cloud_api_with_the_clock(
     client: Client, clock: FakeClock, demo: Account
 ) -> None:
-    migrating = demo.numbers[-3]
+    migrating, seen = demo.numbers[-3], []
+    migrating.on_change = lambda number: seen.append(number.platform_type)
 
     async def platform() -> tuple[str, str]:
         _, body, _ = await get(
@@ -512,6 +513,7 @@ async def test_a_number_moves_from_on_premise_to_cloud_api_with_the_clock(
     assert after[0] == "CLOUD_API" and after[1] > before[1]
     clock.now += 6000  # migrated for good
     assert (await platform())[0] == "CLOUD_API"
+    assert seen == ["CLOUD_API"]  # the hook heard the step, once
 
 
 async def test_a_quality_rating_drops_to_red_and_recovers(

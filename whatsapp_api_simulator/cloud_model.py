@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -222,7 +222,8 @@ class PhoneNumber:
 
     `messaging_limit_tier` / `business_manager_limit` (`whatsapp_business_manager_messaging_limit`)
     set to None leave that field out. `overrides` replaces a field's value verbatim (a wrong
-    type, say) or drops it with `MISSING`.
+    type, say) or drops it with `MISSING`. `on_change` is called after each scripted step (the
+    demo can unregister the On-Premises client of a number that migrated, say).
     """
 
     id: str
@@ -241,6 +242,7 @@ class PhoneNumber:
     health: Entity = field(default_factory=Entity)
     overrides: dict[str, Any] = field(default_factory=dict)
     script: Script | None = None
+    on_change: Callable[[PhoneNumber], None] | None = field(default=None, repr=False)
     _applied: tuple[int, int] = field(default=(-1, -1), repr=False, compare=False)
 
     def tick(self, now: float) -> None:
@@ -253,6 +255,8 @@ class PhoneNumber:
         self._applied = position
         for name, value in self.script.steps[position[1]][1].items():
             setattr(self, name, value)
+        if self.on_change is not None:
+            self.on_change(self)
 
     def value(self, name: str, account: Account) -> Any:
         """The JSON value of one field, before `overrides`."""
