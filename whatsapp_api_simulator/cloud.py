@@ -210,24 +210,56 @@ def start_graph(
 # --------------------------------------------------------------------- command line
 
 
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _calls(value: str) -> int:
+    if not value.isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {value!r}")
+    return int(value)
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
+    return number
+
+
 def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     """The `--graph-*` options of `python -m whatsapp_api_simulator`."""
     group = parser.add_argument_group(
         "Graph API (Cloud API)", "serve a simulated Graph API on the same port (off by default)"
     )
     group.add_argument("--graph-demo", action="store_true", help="the demo account")
-    group.add_argument("--graph-accounts", type=int, default=0, help="plain accounts (acct-N)")
-    group.add_argument("--graph-numbers", type=int, default=10, help="numbers per plain account")
-    group.add_argument("--graph-token", default=None, help="accepted token (default: random)")
+    group.add_argument(
+        "--graph-accounts", type=_count, default=0, metavar="N", help="plain accounts (acct-<i>)"
+    )
+    group.add_argument(
+        "--graph-numbers", type=_count, default=10, metavar="M", help="numbers per plain account"
+    )
+    group.add_argument(
+        "--graph-token", default=None, metavar="TOKEN", help="accepted token (default: random)"
+    )
     group.add_argument(
         "--graph-period",
-        type=float,
+        type=_positive,
         default=600.0,
         metavar="SECONDS",
         help="period of the demo account's changes",
     )
     group.add_argument(
-        "--graph-rate-limit", type=int, default=200, help="calls per account and hour"
+        "--graph-rate-limit",
+        type=_calls,
+        default=200,
+        metavar="CALLS",
+        help="calls per account and hour",
     )
 
 
