@@ -58,6 +58,10 @@ DEMO_CLUSTER_API_KEY = "demo-cluster-api-key"
 DEMO_SINGLE_API_KEY = "demo-single-api-key"  # refused by the single instance: the login takes over
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented, guards a loopback simulator
+DEMO_CLOUD_TOKEN = "demo-cloud-token"  # noqa: S105 - documented, the simulated Graph API's
+# The demo polls its Cloud API account every minute: 120 of the simulated 200 calls an hour,
+# and the account's scripted changes (every 10 minutes) show within a minute or two.
+DEMO_CLOUD_INTERVAL = 60.0
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -133,6 +137,7 @@ async def serve(
     if settings.demo:
         settings, targets, sim_runner = await start_demo_simulator(settings)
         fleet.settings = settings
+        fleet.accounts = settings.env_accounts()
         fleet.demo()
         cleanups.append(sim_runner)
     poller = Poller(settings, store, targets, fleet.accounts)
@@ -208,19 +213,25 @@ def _reload_text(fleet: Fleet) -> str:
 async def start_demo_simulator(
     settings: Settings,
 ) -> tuple[Settings, list[Target], web.AppRunner]:
-    """A multiconnect cluster and a single instance on a loopback port, with an auth each.
+    """A multiconnect cluster and a single instance on a loopback port, with an auth each, and
+    beside them a simulated Graph API with one Cloud API account.
 
     The cluster takes an API key; the single instance takes only login tokens on /v1/support
     (as some builds do), so the demo shows the API key being tried first and the login taking
-    over, and a fleet with two credential sets.
+    over, and a fleet with two credential sets. The account's numbers show every state, one
+    still on ON_PREMISE, and change with the clock (a migration, a quality rating that drops
+    and recovers, a number flagged then restored); it comes back as the returned settings'
+    WA_CLOUD_* values, as an operator would set them.
     """
-    from whatsapp_api_simulator.onprem import Simulator  # only the demo needs it
+    from whatsapp_api_simulator.cloud import GraphSimulator  # only the demo needs them
+    from whatsapp_api_simulator.onprem import Simulator
 
     ignored = [
         name
         for name, present in (
             ("WA_TARGETS/--target", bool(settings.targets)),
             ("--config.file", settings.config_file is not None),
+            ("WA_CLOUD_WABA_IDS/--cloud.waba-id", bool(settings.cloud_waba_ids)),
         )
         if present
     ]
@@ -237,7 +248,11 @@ async def start_demo_simulator(
         password=DEMO_PASSWORD,
     )
     single.faults.reject_api_key = True
-    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+    graph = GraphSimulator(token=DEMO_CLOUD_TOKEN)
+    demo_account = graph.add_demo_account(label="demo")
+    app = sim.app()
+    graph.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -263,20 +278,38 @@ async def start_demo_simulator(
         ),
     ]
     log.info("demo: simulated WhatsApp Business API started", extra={"url": base})
-    print(demo_config(base), file=sys.stderr)
-    update: dict[str, Any] = {"targets": []}
+    print(demo_config(base, demo_account.waba_id), file=sys.stderr)
+    update: dict[str, Any] = {
+        "targets": [],
+        "cloud_waba_ids": [("demo", demo_account.waba_id)],
+        "cloud_token": SecretStr(DEMO_CLOUD_TOKEN),
+        "cloud_token_file": None,
+        "cloud_graph_url": base,
+        "cloud_interval": DEMO_CLOUD_INTERVAL,
+    }
     if "listen_address" not in settings.model_fields_set:
         update["listen_address"] = DEMO_LISTEN_ADDRESS
     return settings.model_copy(update=update), targets, runner
 
 
-def demo_config(base: str) -> str:
+def demo_config(base: str, waba_id: str = "") -> str:
     """The demo's fleet as a configuration file says it, ready to save and give to ``check``.
 
     The credentials are the fixed, documented demo ones: the simulator listens on loopback only
     and guards nothing, so showing them costs nothing and lets a user try ``check`` and a
-    configuration file against the running demo.
+    configuration file against the running demo. With ``waba_id``, the Cloud API account too.
     """
+    cloud = (
+        f"""
+cloud:
+  graph_url: {base}
+  token: {DEMO_CLOUD_TOKEN}
+  interval: 1m
+  accounts:
+    - {{name: demo, waba_id: "{waba_id}"}}"""
+        if waba_id
+        else ""
+    )
     return f"""# The demo's simulator as a configuration file says it (fixed demo credentials,
 # docs/simulator.md). Save these lines as demo.yml and, while the demo runs, try:
 #   whatsapp-support-exporter check --config.file demo.yml
@@ -285,7 +318,7 @@ auths:
   single-login:
     api_key: {DEMO_SINGLE_API_KEY}
     username: {DEMO_USERNAME}
-    password: {DEMO_PASSWORD}
+    password: {DEMO_PASSWORD}{cloud}
 targets:
   - {{name: cluster, url: {base}/cluster, auth: cluster-key}}
   - {{name: single, url: {base}/single, auth: single-login}}"""
