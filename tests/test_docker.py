@@ -196,7 +196,9 @@ def runtime_environment() -> dict[str, str]:
     last = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
     found: dict[str, str] = {}
     for rest in only(instructions[last:], "ENV"):
-        found.update(word.split("=", 1) for word in shlex.split(rest))
+        for word in shlex.split(rest):
+            name, _, value = word.partition("=")
+            found[name] = value
     return found
 
 

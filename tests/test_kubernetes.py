@@ -163,12 +163,13 @@ def validate_operator_resource(resource: Resource) -> None:
                 assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}
         return
     if kind == "ScrapeConfig":
-        assert spec["httpSDConfigs"] or spec["staticConfigs"]
+        assert spec.get("httpSDConfigs") or spec.get("staticConfigs")
         for sd in spec.get("httpSDConfigs", []):
             assert set(sd) <= {"url", "refreshInterval", "tlsConfig", "basicAuth"}
             assert re.fullmatch(r"https?://.+", sd["url"])
         assert re.fullmatch(r"\d+[smh]", spec["scrapeInterval"])
         validate_relabelings(spec.get("relabelings", []))
+        validate_relabelings(spec.get("metricRelabelings", []))
         return
     endpoint_fields = {
         "port",
@@ -373,7 +374,7 @@ def test_strict_validation_rejects_an_unknown_field(built: dict[str, list[Resour
 def test_operator_resource_check_rejects_an_unknown_field(
     built: dict[str, list[Resource]], name: str, kind: str, spoil: Any
 ) -> None:
-    resource = copy.deepcopy(one(built[name], kind))
+    resource = copy.deepcopy(of_kind(built[name], kind)[0])
     spoil(resource["spec"])
     with pytest.raises(AssertionError):
         validate_operator_resource(resource)
@@ -767,22 +768,49 @@ def test_per_target_example_discovers_every_replica_and_drops_the_pod_monitor(
     resources = built["examples/per-target"]
     assert not of_kind(resources, "PodMonitor"), "the targets would be scraped twice"
     statefulset, service = one(resources, "StatefulSet"), one(resources, "Service")
-    scrape = one(resources, "ScrapeConfig")
+    scrapes = {r["metadata"]["name"]: r["spec"] for r in of_kind(resources, "ScrapeConfig")}
+    per_target = scrapes["whatsapp-support-exporter"]
+    exporters = scrapes["whatsapp-support-exporter-exporters"]
     namespace = statefulset["metadata"]["namespace"]
     name, replicas = statefulset["metadata"]["name"], statefulset["spec"]["replicas"]
-    expected = [
-        f"http://{name}-{i}.{service['metadata']['name']}.{namespace}.svc:{EXPORTER_PORT}/sd"
+    addresses = [
+        f"{name}-{i}.{service['metadata']['name']}.{namespace}.svc:{EXPORTER_PORT}"
         for i in range(replicas)
     ]
-    assert [sd["url"] for sd in scrape["spec"]["httpSDConfigs"]] == expected
-    assert scrape["spec"]["metricsPath"] == "/metrics"
-    relabelings = scrape["spec"]["relabelings"]
+    assert [sd["url"] for sd in per_target["httpSDConfigs"]] == [
+        f"http://{a}/sd" for a in addresses
+    ]
+    assert per_target["metricsPath"] == exporters["metricsPath"] == "/metrics"
+    # Each scrape is told apart by its target's name; the scraped `target` is kept as it is.
+    assert per_target["honorLabels"] is True
     assert {
         "action": "replace",
         "sourceLabels": ["__param_target"],
-        "targetLabel": "instance",
-    } in relabelings
-    assert JOB_RELABELING in relabelings
+        "targetLabel": "target",
+    } in per_target["relabelings"]
+    assert not [r for r in per_target["relabelings"] if r.get("targetLabel") == "instance"]
+    assert JOB_RELABELING in per_target["relabelings"]
+
+
+def test_per_target_example_still_scrapes_each_exporters_own_series_once(
+    built: dict[str, list[Resource]],
+) -> None:
+    """The reload and sharding alerts and the dashboard's exporter row need them; the targets'
+    series are dropped there (the per-target scrapes have them), `instance` is the same."""
+    scrapes = {
+        r["metadata"]["name"]: r["spec"]
+        for r in of_kind(built["examples/per-target"], "ScrapeConfig")
+    }
+    per_target = scrapes["whatsapp-support-exporter"]
+    exporters = scrapes["whatsapp-support-exporter-exporters"]
+    (static,) = exporters["staticConfigs"]
+    assert [f"http://{a}/sd" for a in static["targets"]] == [
+        sd["url"] for sd in per_target["httpSDConfigs"]
+    ]
+    assert exporters["metricRelabelings"] == [
+        {"action": "drop", "sourceLabels": ["target"], "regex": ".+"}
+    ]
+    assert JOB_RELABELING in exporters["relabelings"]
 
 
 # --- alerting rules -------------------------------------------------------------------------------
@@ -841,7 +869,7 @@ def alert_job() -> str:
         r["expr"] for g in groups for r in g["rules"] if r.get("alert") == "WhatsAppExporterDown"
     ]
     (job,) = re.findall(r'job="([^"]+)"', expr)
-    return job
+    return str(job)
 
 
 def operator_job(resource: Resource, resources: list[Resource]) -> set[str]:
@@ -905,7 +933,7 @@ def documented_overlay() -> str:
     """The remote-base overlay of docs/deploying.md, as written there."""
     section = DEPLOYING.read_text().split("### Your own configuration, the kit as a remote base")[1]
     (block,) = re.findall(r"```yaml\n(.*?)```", section.split("\n## ")[0], flags=re.DOTALL)
-    return block
+    return str(block)
 
 
 USER_CONFIG = """\
