@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from tests.deploy_tools import EXPORTER_IMAGE, EXPORTER_PORT, KUBERNETES, ROOT, run
-from whatsapp_support_exporter.cli.settings import KNOWN_VARIABLES
+from whatsapp_support_exporter.fleet.options import KNOWN_VARIABLES
 
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
 UNIT = ROOT / "deploy" / "systemd" / "whatsapp-support-exporter.service"
