@@ -88,6 +88,11 @@ def _graph_error_code(body: bytes) -> tuple[int, int | None] | None:
     return code, subcode if type(subcode) is int else None
 
 
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port, the default port resolved (``:443`` is the same host)."""
+    return url.scheme.lower(), (url.host or "").lower() or None, url.port
+
+
 @dataclass(frozen=True)
 class CloudAnswer:
     """A successful attempt: the account, its numbers, and what was dropped on the way."""
@@ -122,7 +127,7 @@ class CloudClient:
         self.ssl = ssl_context
         self.clock = clock
         base = URL(account.graph_url.rstrip("/"))
-        self._origin = base.origin()
+        self._origin = _origin(base)
         self._base = f"{str(base).rstrip('/')}/{account.api_version}/{account.waba_id}"
         # the last usage header of the last attempt (a failed one's too); None if it had none
         self.usage: Usage | None = None
@@ -192,7 +197,7 @@ class CloudClient:
         """``paging.next`` is followed only to the configured Graph host: the token goes along."""
         try:
             parsed = URL(url)
-            same = parsed.is_absolute() and parsed.origin() == self._origin
+            same = parsed.is_absolute() and _origin(parsed) == self._origin
         except (ValueError, TypeError):
             same = False
         if not same:
