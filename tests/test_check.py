@@ -124,6 +124,22 @@ def test_check_exits_2_with_one_line_on_a_bad_setting(
     assert len(err.splitlines()) == 1 and names in err, err
 
 
+def test_check_warns_first_of_a_misspelt_variable_naming_the_right_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [k for k in os.environ if k.startswith("WA_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WA_TARGET", "x=http://127.0.0.1:1")
+    monkeypatch.setenv("WA_API_KEY", API_KEY)
+    assert main(["--target", "closed=http://127.0.0.1:1", "--poll.timeout", "2s"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == (
+        "whatsapp-support-exporter check: warning: unknown variable WA_TARGET is ignored;"
+        " did you mean WA_TARGETS?"
+    )
+    assert "closed" in out
+
+
 def test_check_exits_2_naming_the_file_and_place_of_a_bad_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
