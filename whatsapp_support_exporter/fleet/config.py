@@ -133,7 +133,7 @@ def _check_labels(labels: dict[str, str], reserved: frozenset[str]) -> dict[str,
         if name in _PROMETHEUS_LABELS:
             raise ValueError(
                 f'"{name}" is set by Prometheus on every scrape (yours would become'
-                f' exported_{name}); choose another name'
+                f" exported_{name}); choose another name"
             )
         if name in reserved:
             raise ValueError(f'"{name}" cannot be a label here')
