@@ -459,6 +459,18 @@ def test_the_demo_warns_first_of_a_misspelt_variable_naming_the_right_one() -> N
     assert "unknown variable WA_TARGET is ignored; did you mean WA_TARGETS?" in lines[0], err
 
 
+def test_the_web_config_headers_are_sent_by_the_running_exporter(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("http_server_config:\n  headers: {X-Frame-Options: deny}\n")
+    proc, base = start_exporter(["--web.config.file", str(web)], WA_TARGETS=T)
+    try:
+        for path in ("/-/healthy", "/metrics", "/"):
+            with urllib.request.urlopen(base + path, timeout=2) as resp:
+                assert resp.headers["X-Frame-Options"] == "deny", path
+    finally:
+        stop(proc)
+
+
 def test_help_names_the_check_command_and_the_credential_variables() -> None:
     out = subprocess.run(
         [PYTHON, "-m", "whatsapp_support_exporter", "--help"],

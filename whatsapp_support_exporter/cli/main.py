@@ -43,6 +43,7 @@ from whatsapp_support_exporter.web.webconfig import (
     WebConfig,
     WebConfigError,
     basic_auth_middleware,
+    headers_hook,
     load_web_config,
 )
 
@@ -146,6 +147,8 @@ async def serve(
         reload_status=lambda: _reload_text(fleet),
         background=background,
     )
+    if web_config and web_config.headers:
+        app.on_response_prepare.append(headers_hook(web_config.headers))
     host, port = split_listen_address(settings.listen_address)
     ssl_context = web_config.ssl_context if web_config else None
     try:
