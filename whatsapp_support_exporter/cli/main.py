@@ -281,7 +281,9 @@ def settle_gc() -> None:
     the collector's reach, and young objects are collected every GC_GEN0_THRESHOLD allocations:
     with the defaults, a fleet's per-poll objects set off collections over every target's state
     that took a quarter of the CPU at 10,000 targets (bench/gc_settings.py,
-    docs/benchmarks-fleet.md). Cycles are still collected, only less often.
+    docs/benchmarks-fleet.md). Cycles among objects made later are still collected, less often;
+    a cycle among the frozen objects is never collected (they are never examined again), so
+    what is frozen must be what lives as long as the process.
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

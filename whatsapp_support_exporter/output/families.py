@@ -365,14 +365,6 @@ _FAMILIES = (
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
 METRIC_NAMES = tuple(FAMILIES)
 
-# Families that exist only while a target has fresh data (everything else is about the poll).
-DATA_FAMILIES = (
-    *(f.name for f in _CONTAINER_FAMILIES),
-    GATEWAY_STATUS.name,
-    SHARDS_CONFIGURED.name,
-    API_STATUS.name,
-)
-
 
 def escape(value: str) -> str:
     """Label value escaping shared by the text format and OpenMetrics."""
