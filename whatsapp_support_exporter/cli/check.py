@@ -118,7 +118,7 @@ def rows(results: list[tuple[Target, Answer | PollError]], now: float) -> list[t
         if isinstance(outcome, PollError):
             out.append((target.name, "", "down", "", "", "", f"{outcome.reason}: {outcome.detail}"))
             continue
-        notes = [f"{name}: {err.reason}" for name, err in outcome.collectors if err is not None]
+        notes = [f"{name}: {err.reason}" for name, err in outcome.endpoints if err is not None]
         for data in outcome.support.containers:
             c = data.fields
             container = f"{data.host}:{data.container_id}" if data.host is not None else ""

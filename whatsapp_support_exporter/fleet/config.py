@@ -1,4 +1,5 @@
-"""The fleet: WA_TARGETS plus the configuration file and its target files, validated whole.
+"""Which targets there are: WA_TARGETS plus the configuration file and its target files,
+validated whole.
 
 The configuration file (YAML) names credential sets (``auths``), lists targets with their
 ``auth``, ``tls_config`` and ``labels``, and globs ``target_files`` in Prometheus' file_sd shape
@@ -284,10 +285,10 @@ def _validate(
 _CONFIG_FILE: TypeAdapter[_ConfigFile] = TypeAdapter(_ConfigFile)
 
 
-# -- the fleet --------------------------------------------------------------------------------
+# -- the targets ------------------------------------------------------------------------------
 
 
-class _Fleet:
+class _Targets:
     """Targets in order, each name once; a second definition names where the first was."""
 
     def __init__(self) -> None:
@@ -336,7 +337,7 @@ def load_targets(settings: Settings) -> list[Target]:
     """The whole fleet, every shard's: WA_TARGETS / --target with the environment's credentials
     and TLS, then the configuration file's targets, then its target files' targets."""
     env_creds, env_tls = settings.credentials(), settings.tls()
-    fleet = _Fleet()
+    fleet = _Targets()
     for target in settings.env_targets():
         fleet.add(target, "WA_TARGETS")
     path = settings.config_file
@@ -349,7 +350,7 @@ def load_targets(settings: Settings) -> list[Target]:
     return fleet.targets
 
 
-def _load_file(path: Path, fleet: _Fleet, env_creds: Credentials, env_tls: TLSOptions) -> None:
+def _load_file(path: Path, fleet: _Targets, env_creds: Credentials, env_tls: TLSOptions) -> None:
     base = path.parent
     data = _parse(path, _read(path))
     config = _validate(
@@ -373,7 +374,7 @@ def _load_file(path: Path, fleet: _Fleet, env_creds: Credentials, env_tls: TLSOp
 
 def _load_target_file(
     path: Path,
-    fleet: _Fleet,
+    fleet: _Targets,
     auths: dict[str, Credentials],
     env_creds: Credentials,
     env_tls: TLSOptions,
