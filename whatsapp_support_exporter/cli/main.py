@@ -238,12 +238,12 @@ async def start_demo_simulator(
     base = f"http://127.0.0.1:{port}"
     tls = settings.tls()
     targets = [
-        Target(
-            "cluster", sim.url(base, "cluster"), Credentials(api_key=SecretStr(cluster_key)), tls
+        Target.at(
+            sim.url(base, "cluster"), "cluster", Credentials(api_key=SecretStr(cluster_key)), tls
         ),
-        Target(
-            "single",
+        Target.at(
             sim.url(base, "single"),
+            "single",
             Credentials(
                 api_key=SecretStr(single_key), username="demo", password=SecretStr(single_password)
             ),
