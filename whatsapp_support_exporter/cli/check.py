@@ -6,15 +6,24 @@ one did not, 2 on bad settings. Every shard's targets are polled, whatever ``--s
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import time
 from typing import TextIO
 
-from whatsapp_support_exporter.cli.settings import Settings, SettingsError, load_settings
+from whatsapp_support_exporter.cli.settings import (
+    PROG,
+    SettingsError,
+    build_parser,
+    load_settings,
+    target_warnings,
+    variable_warnings,
+)
 from whatsapp_support_exporter.fleet.config import ConfigError, load_targets
 from whatsapp_support_exporter.fleet.poller import ssl_for
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.status import TARGETS, Row, not_answered, target_rows
 from whatsapp_support_exporter.upstream.errors import PollError
 from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
@@ -25,20 +34,42 @@ HEADER = TARGETS.header
 COLORS = {"down": "31", "critical": "31", "warning": "33"}
 
 
+def parser() -> argparse.ArgumentParser:
+    """check's own usage: the same flags as the exporter's, another purpose."""
+    return build_parser(
+        prog=f"{PROG} check",
+        description="Validate the settings, poll every target once (all shards) and print one"
+        " row per target and container: state, build expiry, socket, least free space, error."
+        " Exit 0 when every target answered, 1 when one did not, 2 on bad settings.",
+        epilog="",
+    )
+
+
 def main(argv: list[str]) -> int:
     try:
-        settings = load_settings(argv)
+        settings = load_settings(argv, parser())
         if settings.demo:
             raise SettingsError("check polls configured targets; --demo has none")
-        targets = load_targets(settings)
-    except (SettingsError, ConfigError) as err:
-        print(f"whatsapp-support-exporter check: {err}", file=sys.stderr)
+    except SettingsError as err:  # one line; a misspelt name of the setting is in it
+        print(f"{PROG} check: {err}", file=sys.stderr)
         return 2
+    _warn(variable_warnings(os.environ))
+    try:
+        targets = load_targets(settings)
+    except ConfigError as err:
+        print(f"{PROG} check: {err}", file=sys.stderr)
+        return 2
+    _warn(target_warnings(settings, targets))
     results = asyncio.run(poll_all(settings, targets))
     print_table([row.line for row in rows(results, time.time())], sys.stdout)
     failed = sum(1 for _, outcome in results if isinstance(outcome, PollError))
     print(f"\n{len(results) - failed} of {len(results)} targets answered.")
     return 1 if failed else 0
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"{PROG} check: warning: {warning}", file=sys.stderr)
 
 
 async def poll_all(

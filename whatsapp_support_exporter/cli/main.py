@@ -22,15 +22,16 @@ from pydantic import SecretStr
 from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.cli.logs import setup_logging
 from whatsapp_support_exporter.cli.settings import (
-    Settings,
+    PROG,
     SettingsError,
     load_settings,
-    setting_warnings,
-    split_listen_address,
+    target_warnings,
+    variable_warnings,
 )
 from whatsapp_support_exporter.fleet.config import ConfigError
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.reload import Fleet
+from whatsapp_support_exporter.fleet.settings import Settings, split_listen_address
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
@@ -55,7 +56,6 @@ DEMO_CLUSTER_API_KEY = "demo-cluster-api-key"
 DEMO_SINGLE_API_KEY = "demo-single-api-key"  # refused by the single instance: the login takes over
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented, guards a loopback simulator
-PROG = "whatsapp-support-exporter"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     except WebConfigError as err:
         fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
     setup_logging(settings.log_level, settings.log_format)
+    for warning in variable_warnings(os.environ):  # first, and in every mode
+        log.warning(warning)
     _raise_file_limit()
     store = Store(render_target)
     fleet = Fleet(settings, store)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             targets = fleet.initial()
         except ConfigError as err:
             fail(str(err))
-        for warning in setting_warnings(settings, os.environ, targets):
+        for warning in target_warnings(settings, targets):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
 
