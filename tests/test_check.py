@@ -83,6 +83,11 @@ async def test_check_exits_0_with_a_row_per_container_when_every_target_answers(
     assert len(two) == len(containers) > 1
     for container in containers:
         assert any(f"{container.hostname}:{container.container_id}" in row for row in two)
+    header_full = out.splitlines()[0].split("  ")
+    assert [h.strip() for h in header_full if h.strip()][-3:] == ["role", "gateway", "notes"]
+    # role from /v1/support and gateway from /v1/health, per container
+    assert any("coreapp" in row and " connected" in row for row in two)
+    assert any("primary_master" in row for row in two)
     assert out.rstrip().endswith("2 of 2 targets answered.")
     assert "\033" not in out  # a pipe is not a terminal: no colour codes
     for secret in (KEY_A, PASSWORD_B):
