@@ -139,7 +139,6 @@ class CloudClient:
         self._base = f"{str(base).rstrip('/')}/{account.api_version}/{account.waba_id}"
         # the last usage header of the last attempt (a failed one's too); None if it had none
         self.usage: Usage | None = None
-        self.requests = 0  # requests sent, for the benchmark's requests per hour
 
     @property
     def account_url(self) -> str:
@@ -232,7 +231,6 @@ class CloudClient:
         return token
 
     async def _get(self, url: str, headers: dict[str, str], what: str) -> bytes:
-        self.requests += 1
         # no redirects: one could carry the token to another host
         async with self.session.get(
             URL(url, encoded=True), headers=headers, allow_redirects=False, ssl=self.ssl
