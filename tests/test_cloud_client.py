@@ -387,3 +387,25 @@ def test_a_next_page_with_the_default_port_written_out_is_the_same_host() -> Non
     assert c._same_host("/v24.0/1/phone_numbers?after=x") == (
         "https://graph.facebook.com/v24.0/1/phone_numbers?after=x"
     )
+
+
+@pytest.mark.parametrize(
+    "header", ["", "not json", "[1, 2]", '{"1": [{"call_count": "lots"}]}', '{"1": 5}']
+)
+def test_an_unreadable_usage_header_is_ignored(header: str) -> None:
+    from whatsapp_support_exporter.upstream.cloud.model import parse_usage
+
+    assert parse_usage(header) is None
+
+
+def test_the_highest_usage_of_every_business_and_type_is_kept_within_0_and_1() -> None:
+    from whatsapp_support_exporter.upstream.cloud.model import parse_usage
+
+    usage = parse_usage(
+        '{"1": [{"type": "a", "call_count": 20, "total_time": 5},'
+        ' {"type": "b", "call_count": 130, "estimated_time_to_regain_access": 2}],'
+        ' "2": {"call_count": 40, "total_cputime": 7, "total_time": 9}}'
+    )
+    assert usage is not None
+    assert dict(usage.ratios) == {"call_count": 1.0, "total_cputime": 0.07, "total_time": 0.09}
+    assert usage.regain_seconds == 120
