@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
+from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
@@ -76,7 +77,8 @@ def make_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 def sim() -> Simulator:
-    return Simulator(api_key=API_KEY, username=USERNAME, password=PASSWORD)
+    """The simulator every exporter test polls, with a secret planted in its `env`."""
+    return Simulator(api_key=API_KEY, username=USERNAME, password=PASSWORD, env=PLANTED_ENV)
 
 
 @pytest.fixture
