@@ -11,6 +11,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -50,6 +51,36 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+# Modules whose tests start real programs: Prometheus and promtool (alerts, rules_lint,
+# scrape_config, prometheus_e2e), kubectl (kubernetes), hadolint and a venv (docker), yamllint
+# and the tools' checks (yamllint, tools), the exporter's own process (cli, check). Marked
+# `slow`, so that `-m "not slow"` is an inner loop of seconds; CI runs everything.
+SLOW_MODULES = frozenset(
+    {
+        "test_alerts",
+        "test_check",
+        "test_cli",
+        "test_docker",
+        "test_kubernetes",
+        "test_prometheus_e2e",
+        "test_rules_lint",
+        "test_scrape_config",
+        "test_tools",
+        "test_yamllint",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of ``SLOW_MODULES`` ``slow`` (a renamed module fails loudly here)."""
+    missing = sorted(m for m in SLOW_MODULES if not (Path(__file__).parent / f"{m}.py").exists())
+    if missing:
+        raise pytest.UsageError(f"SLOW_MODULES names no test module: {', '.join(missing)}")
+    for item in items:
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_asyncio_loop_factories(
