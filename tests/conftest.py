@@ -24,8 +24,8 @@ from pydantic import SecretStr
 
 from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
@@ -55,14 +55,17 @@ class FakeClock:
 
 # Modules whose tests start real programs: Prometheus and promtool (alerts, rules_lint,
 # scrape_config, prometheus_e2e), kubectl (kubernetes), hadolint and a venv (docker), yamllint
-# and the tools' checks (yamllint, tools), the exporter's own process (cli, check). Marked
+# and the tools' checks (yamllint, tools), systemd-analyze (host_installs), the exporter's own
+# process (cli, check, demo). Marked
 # `slow`, so that `-m "not slow"` is an inner loop of seconds; CI runs everything.
 SLOW_MODULES = frozenset(
     {
         "test_alerts",
         "test_check",
         "test_cli",
+        "test_demo",
         "test_docker",
+        "test_host_installs",
         "test_kubernetes",
         "test_prometheus_e2e",
         "test_rules_lint",

@@ -141,6 +141,14 @@ BROKEN_RULES = {
         "last_over_time(job_target:whatsapp_build_expiry_timestamp_seconds:min[1h])",
         "last_over_time(whatsapp_build_expiry_timestamp_seconds[1h])",
     ),
+    "the expiry carried for an hour after the sidecar Pod is gone": (
+        "            and on (job, target)\n              whatsapp_up\n",
+        "            and on (job, target)\n              last_over_time(whatsapp_up[1h])\n",
+    ),
+    "one ExporterDown per WhatsApp target in the per-target mode": (
+        'expr: up{job="whatsapp-support-exporter",target=""} == 0',
+        'expr: up{job="whatsapp-support-exporter"} == 0',
+    ),
     "a shard counted once per exporter": (
         "max by (job, target, host, container_id, shard) (whatsapp_shard_owned)",
         "whatsapp_shard_owned",
