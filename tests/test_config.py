@@ -141,7 +141,22 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "unknown-target-key": (
         f"targets: [{{name: a, url: '{T}', urll: x}}]",
         None,
-        "{cfg}: targets[0].urll: unknown key",
+        "{cfg}: targets[0].urll: unknown key; did you mean url?",
+    ),
+    "target-instead-of-targets": (
+        f"target: [{{url: '{T}'}}]",
+        None,
+        "{cfg}: target: unknown key; did you mean targets?",
+    ),
+    "misspelt-auth-key": (
+        f"auths: {{prod: {{apikey_file: key}}}}\ntargets: [{{url: '{T}', auth: prod}}]",
+        None,
+        "{cfg}: auths.prod.apikey_file: unknown key; did you mean api_key_file?",
+    ),
+    "misspelt-tls-key": (
+        f"targets: [{{url: '{T}', tls_config: {{cafile: ca.pem}}}}]",
+        None,
+        "{cfg}: targets[0].tls_config.cafile: unknown key; did you mean ca_file?",
     ),
     "missing-url": ("targets: [{name: a}]", None, "{cfg}: targets[0].url: is required"),
     "empty-name": (
@@ -264,6 +279,18 @@ BAD: dict[str, tuple[str, str | None, str]] = {
         None,
         '{cfg}: targets[0].labels: "target" cannot be a label here',
     ),
+    "job-label": (
+        f"targets: [{{url: '{T}', labels: {{job: payments}}}}]",
+        None,
+        '{cfg}: targets[0].labels: "job" is set by Prometheus on every scrape (yours would'
+        " become exported_job); choose another name",
+    ),
+    "instance-label-in-a-target-file": (
+        "target_files: [t/*.yml]",
+        "- targets: [https://a.example]\n  labels: {instance: a}",
+        '{tmp}/t/a.yml: [0].labels: "instance" is set by Prometheus on every scrape (yours'
+        " would become exported_instance); choose another name",
+    ),
     "auth-label-on-a-listed-target": (
         f"targets: [{{url: '{T}', labels: {{auth: prod}}}}]",
         None,
@@ -308,7 +335,7 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "target-file-unknown-key": (
         "target_files: [t/*.yml]",
         "- targets: [https://a.example]\n  label: {env: prod}",
-        "{tmp}/t/a.yml: [0].label: unknown key",
+        "{tmp}/t/a.yml: [0].label: unknown key; did you mean labels?",
     ),
     "target-file-bad-url": (
         "target_files: [t/*.yml]",

@@ -110,7 +110,7 @@ def rows(results: list[tuple[Target, Answer | PollError]], now: float) -> list[R
         if isinstance(outcome, PollError):
             out.append(not_answered(target.name, "down", f"{outcome.reason}: {outcome.detail}"))
             continue
-        failed = [f"{name} failed: {e.reason}" for name, e in outcome.collectors if e is not None]
+        failed = [f"{name} failed: {e.reason}" for name, e in outcome.endpoints if e is not None]
         out.extend(target_rows(target.name, outcome.support, outcome.health, failed, now))
     return out
 
