@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from tests.cloudgraph import TOKEN, WABA_ID, FakeGraph, number
-from tests.conftest import make_settings, wait_for
+from tests.conftest import API_KEY, make_settings, wait_for
+from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.reload import Fleet
 from whatsapp_support_exporter.fleet.sharding import shard_of
@@ -102,3 +103,31 @@ async def test_the_landing_page_lists_accounts_with_state_numbers_quality_and_er
     rejected = next(line for line in page.splitlines() if "<td>rejected</td>" in line)
     assert ">down<" in rejected and "Graph error 190" in rejected
     assert "EAAG-rejected-token-shown-nowhere" not in page
+
+
+async def test_targets_and_accounts_are_served_side_by_side_from_one_process(
+    sim: Simulator, sim_base: str, aiohttp_client: Any
+) -> None:
+    from whatsapp_api_simulator.cloud import start_graph
+
+    sim.add_instance("wa", "single")
+    async with start_graph(demo=False, accounts=2, numbers=3, token="side-by-side") as graph:
+        settings = make_settings(
+            targets=[f"wa={sim_base}/wa"],
+            api_key=API_KEY,
+            cloud_waba_ids=[("a", graph.waba_ids[0]), ("wa", graph.waba_ids[1])],
+            cloud_token="side-by-side",
+            cloud_graph_url=graph.url,
+        )
+        store = Store(render_target, render_account)
+        fleet = Fleet(settings, store)
+        poller = Poller(settings, store, fleet.initial(), fleet.accounts)
+        client = await aiohttp_client(create_app(store, poller=poller))
+        await wait_for(lambda: store.snapshots["wa"].up and store.accounts["wa"].up, within=5)
+        await wait_for(lambda: store.accounts["a"].up, within=5)
+        text = await (await client.get("/metrics")).text()
+        one = await (await client.get("/metrics", params={"target": "wa"})).text()
+    assert 'whatsapp_up{target="wa"} 1' in text
+    assert 'whatsapp_cloud_up{account="wa"} 1' in text  # an account may share a target's name
+    assert 'whatsapp_cloud_up{account="a"} 1' in text
+    assert 'whatsapp_up{target="wa"} 1' in one and "whatsapp_cloud" not in one
