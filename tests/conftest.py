@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot

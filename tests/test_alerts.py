@@ -150,6 +150,10 @@ BROKEN_RULES = {
         "last_over_time(job_target:whatsapp_build_expiry_timestamp_seconds:min[1h])",
         "last_over_time(whatsapp_build_expiry_timestamp_seconds[1h])",
     ),
+    "the expiry carried for an hour after the sidecar Pod is gone": (
+        "            and on (job, target)\n              whatsapp_up\n",
+        "            and on (job, target)\n              last_over_time(whatsapp_up[1h])\n",
+    ),
     "a shard counted once per exporter": (
         "max by (job, target, host, container_id, shard) (whatsapp_shard_owned)",
         "whatsapp_shard_owned",

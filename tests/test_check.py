@@ -144,8 +144,8 @@ class Terminal(io.StringIO):
 
 
 TABLE: list[tuple[str, ...]] = [
-    ("ok", "", "up", "30.0 days", "UP", "1.0 GiB", ""),
-    ("bad", "", "down", "", "", "", "x"),
+    ("ok", "", "up", "30.0 days", "UP", "3.0 GiB", "", "", ""),
+    ("bad", "", "down", "", "", "", "", "", "x"),
 ]
 
 

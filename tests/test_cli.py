@@ -154,7 +154,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "missing-ca-file": (
         {"WA_TARGETS": T, "WA_TLS_CA_FILE": "{tmp}/nope.pem"},
         [],
-        P + "WA_TLS_CA_FILE (--tls.ca-file): {tmp}/nope.pem is not a readable file",
+        P + "WA_TLS_CA_FILE (--tls.ca-file): {tmp}/nope.pem: file not found",
     ),
     "ca-file-not-pem": (
         {"WA_TARGETS": T, "WA_TLS_CA_FILE": "{tmp}/garbage.txt"},
@@ -164,7 +164,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "missing-api-key-file": (
         {"WA_TARGETS": T, "WA_API_KEY_FILE": "{tmp}/nope.key"},
         [],
-        P + "WA_API_KEY_FILE: cannot read {tmp}/nope.key: FileNotFoundError",
+        P + "WA_API_KEY_FILE: cannot read {tmp}/nope.key: file not found",
     ),
     "short-key-in-file": (
         {"WA_TARGETS": T, "WA_API_KEY_FILE": "{tmp}/short.key"},
@@ -224,7 +224,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "missing-config-file": (
         {},
         [CFG, "{tmp}/nope.yml"],
-        P + "WA_CONFIG_FILE (--config.file): {tmp}/nope.yml is not a readable file",
+        P + "WA_CONFIG_FILE (--config.file): {tmp}/nope.yml: file not found",
     ),
     "config-unknown-auth": (
         {},

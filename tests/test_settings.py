@@ -10,16 +10,12 @@ import pytest
 from pydantic import SecretStr
 
 from whatsapp_support_exporter.cli.settings import (
-    FLAGS,
-    SETTINGS,
     SettingsError,
     build_parser,
-    env_name,
-    env_names,
-    flag_name,
     load_settings,
     setting_warnings,
 )
+from whatsapp_support_exporter.fleet.options import OPTIONS
 from whatsapp_support_exporter.upstream.onprem.target import (
     Credentials,
     SecretFileError,
@@ -206,8 +202,9 @@ def help_blocks() -> dict[str, str]:
 def test_help_shows_the_variable_beside_each_flag() -> None:
     blocks = help_blocks()
     assert "[WA_TARGETS" in blocks["--target"]
-    for flag, (field, _) in FLAGS.items():
-        assert f"[{env_name(field)}" in blocks[flag], blocks.get(flag)
+    for option in OPTIONS.values():
+        if option.flag is not None:
+            assert f"[{option.variable}" in blocks[option.flag], blocks.get(option.flag)
     assert "[WA_POLL_INTERVAL, default 30s]" in blocks["--poll.interval"]
     assert "[WA_WEB_LISTEN_ADDRESS, default :10042]" in blocks["--web.listen-address"]
     assert "--no-collector.health" in blocks["--collector.health"]
@@ -346,7 +343,7 @@ def test_secret_files_are_kept_as_paths_and_read_anew_on_each_use(
 
 def test_a_secret_file_that_became_unusable_says_so_without_the_secret(tmp_path: Path) -> None:
     creds = Credentials(api_key_file=tmp_path / "key", username="u", password_file=tmp_path / "pw")
-    with pytest.raises(SecretFileError, match=r"cannot read .*key: FileNotFoundError"):
+    with pytest.raises(SecretFileError, match=r"cannot read .*key: file not found"):
         creds.read_api_key()
     (tmp_path / "key").write_text("short\n")
     with pytest.raises(SecretFileError) as caught:
@@ -444,9 +441,8 @@ def test_the_configuration_guide_lists_every_setting_with_its_names_and_flag() -
     for row in rows:
         variable, aliases, flags = (re.findall(r"`([^`]+)`", cell) for cell in row.split("|")[1:4])
         documented[variable[0]] = (aliases, flags)
-    assert list(documented) == [env_name(field) for field in SETTINGS]
-    for field in SETTINGS:
-        aliases, flags = documented[env_name(field)]
-        assert aliases == list(env_names(field)[1:]), field
-        flag = flag_name(field)
-        assert flags[:1] == ([flag] if flag else []), field
+    assert list(documented) == [option.variable for option in OPTIONS.values()]
+    for option in OPTIONS.values():
+        aliases, flags = documented[option.variable]
+        assert aliases == list(option.variables[1:]), option.field
+        assert flags[:1] == ([option.flag] if option.flag else []), option.field

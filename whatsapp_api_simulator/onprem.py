@@ -289,8 +289,9 @@ class Instance:
         """A Coreapp (`which`, else the first owning a shard) disappears from the responses.
 
         Its shards move to a spare Coreapp (one owning none) or, with no spare, stay unowned.
-        `respawn` adds a fresh spare Coreapp on the same host (a new container id), as a
-        restarted container would come back. Returns the Coreapp that took the shards, or None.
+        `respawn` brings a fresh Coreapp up on the same host (a new container id), as a
+        restarted container would come back, and the primary master gives it the shards left
+        unowned (`reassign_orphans`). Returns the Coreapp that took the shards, or None.
         """
         self._clustered("killing a Coreapp")
         if which is not None:
@@ -310,7 +311,36 @@ class Instance:
             heir.shards = victim.shards
         if respawn:
             self.add_container("coreapp", hostname=victim.hostname)
+            heirs = self.reassign_orphans()
+            heir = heir or (heirs[0] if heirs else None)
         return heir
+
+    def reassign_orphans(self) -> list[Container]:
+        """The primary master hands every shard no container owns to a spare Coreapp.
+
+        As a real cluster heals: in multiconnect each unowned shard 0 .. N-1 goes to a Coreapp
+        owning none (and the control shard to the primary master); in HA shards -1 and 0 go
+        together to one. Without a primary master or a spare they stay unowned. Returns the
+        Coreapps that took shards.
+        """
+        self._clustered("reassigning shards")
+        primary = next((c for c in self.containers if c.role == "primary_master"), None)
+        if primary is None:
+            return []
+
+        def unowned(shard: int) -> bool:
+            return not any(c.owns(shard) for c in self.containers)
+
+        if self.multi_connect:
+            if unowned(-1):
+                primary.shards = [list(_CONTROL), *primary.shards]
+            wanted = [[[i, i]] for i in range(self.shard_count) if unowned(i)]
+        else:
+            wanted = [[list(_CONTROL), [0, 0]]] if unowned(0) else []
+        spares = [c for c in self.containers if c.role == "coreapp" and not c.shards]
+        for spare, shards in zip(spares, wanted, strict=False):
+            spare.shards = shards
+        return spares[: len(wanted)]
 
     def schedule_failovers(self, period: float, start: float | None = None) -> None:
         """Every `period` seconds of the simulator's clock, alternate a master failover and

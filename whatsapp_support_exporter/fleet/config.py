@@ -33,17 +33,19 @@ from pydantic import (
     model_validator,
 )
 
-from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.upstream.onprem.target import (
+    ApiKey,
+    ApiKeyFile,
     Credentials,
-    SecretFileError,
+    PasswordFile,
     Target,
     TLSOptions,
-    check_api_key,
     check_ca_file,
+    duplicate_hint,
+    file_problem,
     normalize_url,
-    read_api_key_file,
-    read_password_file,
+    resolved,
 )
 
 try:
@@ -97,7 +99,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.__class__.__name__})") from None
+        raise ConfigError(f"{path}: {file_problem(err)}") from None
 
 
 def _parse(path: Path, raw: bytes) -> Any:
@@ -120,12 +122,6 @@ def _parse(path: Path, raw: bytes) -> Any:
 # -- the file's schema ------------------------------------------------------------------------
 
 
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    """Relative paths are relative to the configuration file, as in Prometheus."""
-    base = (info.context or {}).get("base")
-    return path if path.is_absolute() or base is None else Path(base) / path
-
-
 def _check_labels(labels: dict[str, str], reserved: frozenset[str]) -> dict[str, str]:
     for name in labels:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
@@ -142,64 +138,23 @@ class _Model(BaseModel):
 
 
 class _Auth(_Model):
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
+    api_key: ApiKey | None = None
+    api_key_file: ApiKeyFile | None = None
     username: StrictStr | None = Field(None, min_length=1)
     password: SecretStr | None = None
-    password_file: Path | None = None
-
-    @field_validator("api_key")
-    @classmethod
-    def _usable_key(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None:
-            check_api_key(key.get_secret_value())
-        return key
-
-    @field_validator("api_key_file")
-    @classmethod
-    def _usable_key_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = _resolve(path, info)
-        try:
-            read_api_key_file(path)
-        except SecretFileError as err:
-            raise ValueError(str(err)) from None
-        return path
-
-    @field_validator("password_file")
-    @classmethod
-    def _usable_password_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = _resolve(path, info)
-        try:
-            read_password_file(path)
-        except SecretFileError as err:
-            raise ValueError(str(err)) from None
-        return path
+    password_file: PasswordFile | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _Auth:
-        if self.api_key is not None and self.api_key_file is not None:
-            raise ValueError("api_key and api_key_file are both set; keep one")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("password and password_file are both set; keep one")
-        has_password = self.password is not None or self.password_file is not None
-        if (self.username is not None) != has_password:
-            raise ValueError("username and password (or password_file) go together")
-        if self.api_key is None and self.api_key_file is None and self.username is None:
+        problem = self.credentials().problem(str)
+        if problem is not None:
+            raise ValueError(problem[1])
+        if not self.credentials().configured:
             raise ValueError("names no credential (api_key, api_key_file or username)")
         return self
 
     def credentials(self) -> Credentials:
-        return Credentials(
-            api_key=self.api_key,
-            api_key_file=self.api_key_file,
-            username=self.username,
-            password=self.password,
-            password_file=self.password_file,
-        )
+        return Credentials.of(self)
 
 
 class _TLSConfig(_Model):
@@ -211,7 +166,7 @@ class _TLSConfig(_Model):
     def _usable_bundle(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         if path is None:
             return None
-        path = _resolve(path, info)
+        path = resolved(path, info)
         checked: set[Path] = (info.context or {}).setdefault("checked_ca_files", set())
         if path not in checked:  # a fleet shares a few bundles; load each once
             check_ca_file(path)
@@ -298,7 +253,10 @@ class _Fleet:
     def add(self, target: Target, where: str) -> None:
         first = self.places.get(target.name)
         if first is not None:
-            raise ConfigError(f'{where}: target name "{target.name}" is also defined at {first}')
+            raise ConfigError(
+                f'{where}: target name "{target.name}" is also defined at {first}'
+                + duplicate_hint(target)
+            )
         self.places[target.name] = where
         self.targets.append(target)
 
@@ -335,18 +293,8 @@ def load_targets(settings: Settings) -> list[Target]:
     and TLS, then the configuration file's targets, then its target files' targets."""
     env_creds, env_tls = settings.credentials(), settings.tls()
     fleet = _Fleet()
-    for target in settings.targets:
-        fleet.add(
-            Target(
-                name=target.name,
-                url=target.url,
-                credentials=env_creds,
-                tls=env_tls,
-                labels=target.labels,
-                support_path_stripped=target.support_path_stripped,
-            ),
-            "WA_TARGETS",
-        )
+    for target in settings.env_targets():
+        fleet.add(target, "WA_TARGETS")
     path = settings.config_file
     if path is not None:
         _load_file(path, fleet, env_creds, env_tls)
@@ -365,18 +313,14 @@ def _load_file(path: Path, fleet: _Fleet, env_creds: Credentials, env_tls: TLSOp
     for i, static in enumerate(config.targets):
         where = f"{path}: targets[{i}]"
         creds = env_creds if static.auth is None else _auth(static.auth, auths, f"{where}.auth")
-        url, default_name, stripped = normalize_url(static.url)
-        fleet.add(
-            Target(
-                name=static.name or default_name,
-                url=url,
-                credentials=creds,
-                tls=_tls(static.tls_config, env_tls),
-                labels=tuple(sorted(static.labels.items())),
-                support_path_stripped=stripped,
-            ),
-            where,
+        target = Target.at(
+            static.url,
+            static.name,
+            creds,
+            _tls(static.tls_config, env_tls),
+            tuple(sorted(static.labels.items())),
         )
+        fleet.add(target, where)
     for file in _target_file_paths(config.target_files, base):
         _load_target_file(file, fleet, auths, env_creds, env_tls)
 
@@ -397,24 +341,11 @@ def _load_target_file(
         label_pairs = tuple(sorted(labels.items()))
         for t, text in enumerate(group.targets):
             where = f"{path}: [{g}].targets[{t}]"
-            name, sep, url = text.strip().partition("=")
-            if not sep:
-                name, url = "", text
             try:
-                clean, default_name, stripped = normalize_url(url)
+                target = Target.parse(text, creds, env_tls, label_pairs)
             except ValueError as err:
                 raise ConfigError(f"{where}: {err}") from None
-            fleet.add(
-                Target(
-                    name=name.strip() or default_name,
-                    url=clean,
-                    credentials=creds,
-                    tls=env_tls,
-                    labels=label_pairs,
-                    support_path_stripped=stripped,
-                ),
-                where,
-            )
+            fleet.add(target, where)
 
 
 # -- change detection -------------------------------------------------------------------------

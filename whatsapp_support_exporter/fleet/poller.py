@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import aiohttp
 
-from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.families import COLLECTORS
 from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store

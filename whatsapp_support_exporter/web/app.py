@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import html
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +23,14 @@ from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.negotiation import choose, wants_gzip
+from whatsapp_support_exporter.output.status import (
+    STATES,
+    TARGETS,
+    Kind,
+    Row,
+    snapshot_rows,
+    worst_first,
+)
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.web.server import send_body
 
@@ -32,9 +42,10 @@ TELEMETRY_PATH = web.AppKey("telemetry_path", str)
 Reload = Callable[[str], Awaitable[str | None]]
 RELOAD: web.AppKey[Reload] = web.AppKey("reload")
 RELOAD_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("reload_status")
-LANDING = web.AppKey("landing", dict)  # cached page: {"key": (generation, second), "page": str}
+LANDING = web.AppKey("landing", dict)  # cached page: {"at": wall time, "body": bytes, "renders"}
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")  # wall time; tests drive it
 
-# The landing page is rendered at most once a second (and only when something changed).
+# The landing page is rendered at most once a second.
 LANDING_CACHE_SECONDS = 1.0
 
 
@@ -89,47 +100,97 @@ async def reload_config(request: web.Request) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.Response:
-    """Name, version, a link to the metrics, and each target's state (never a secret)."""
-    now = time.time()
-    cache = request.app[LANDING]
-    key = (request.app[STORE].generation, int(now / LANDING_CACHE_SECONDS))
-    if cache.get("key") != key:
-        cache["key"], cache["page"] = key, _landing_page(request.app, now)
-    return web.Response(text=cache["page"], content_type="text/html")
+    """Name, version, links, and a row per target and container, failing ones first.
+
+    Rendered at most once a second whatever the request rate (a fleet changes every few
+    milliseconds); between renders every request gets the same bytes.
+    """
+    app = request.app
+    now = app[CLOCK]()
+    cache = app[LANDING]
+    rendered_at = cache.get("at")
+    if rendered_at is None or not 0 <= now - rendered_at < LANDING_CACHE_SECONDS:
+        cache["at"], cache["body"] = now, _landing_page(app, now).encode()
+        cache["renders"] = cache.get("renders", 0) + 1
+    return web.Response(body=cache["body"], content_type="text/html", charset="utf-8")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of the landing page: a kind of row (targets; Cloud API accounts next), its
+    rows, and the columns only the page shows (by row name: how long ago, how many polls)."""
+
+    kind: Kind
+    rows: list[Row]
+    extra_columns: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _target_section(store: Store, now: float) -> Section:
+    rows: list[Row] = []
+    extra: dict[str, tuple[str, ...]] = {}
+    for snap in store.snapshots.values():
+        rows.extend(snapshot_rows(snap, now))
+        age = "never" if snap.last_success is None else f"{now - snap.last_success:.0f}s ago"
+        extra[snap.name] = (age, str(snap.polls), snap.url)
+    return Section(TARGETS, worst_first(rows), ("last success", "polls", "URL"), extra)
+
+
+def _section_html(section: Section) -> str:
+    kind = section.kind
+    counts = Counter(row.state for row in section.rows)
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]) or "none"
+    header = "".join(f"<th>{_e(c)}</th>" for c in (*kind.header, *section.extra_columns))
+    lines = []
+    for row in section.rows:
+        cells = "".join(f"<td>{_e(c)}</td>" for c in row.line[3:])
+        extra = "".join(f"<td>{_e(c)}</td>" for c in section.extra.get(row.name, ()))
+        lines.append(
+            f'<tr class="{row.state}"><td>{_e(row.name)}</td><td>{_e(row.part)}</td>'
+            f'<td class="state">{row.state}</td>{cells}{extra}</tr>'
+        )
+    return (
+        f"<h2>{_e(kind.title)}</h2>\n<p>{_e(summary)} ({len(section.rows)} rows,"
+        " worst first)</p>\n"
+        f"<table><tr>{header}</tr>\n" + "\n".join(lines) + "\n</table>\n"
+    )
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+# Row colours by state; the state's word is in its own cell, so nothing depends on colour.
+_STYLE = (
+    "body{font-family:sans-serif}td,th{padding:2px 10px;text-align:left}"
+    "tr.down,tr.critical{background:#f8d0d0}tr.warning{background:#fbeeb8}"
+    "tr.starting{background:#e8e8e8}tr.up{background:#d8f0d8}td.state{font-weight:bold}"
+)
 
 
 def _landing_page(app: web.Application, now: float) -> str:
-    path = html.escape(app[TELEMETRY_PATH])
-    rows = []
-    for snap in app[STORE].snapshots.values():
-        age = "never" if snap.last_success is None else f"{now - snap.last_success:.0f}s ago"
-        containers = len(snap.support.containers) if snap.support else 0
-        error = f"{snap.last_error}: {snap.last_error_detail}" if snap.last_error else ""
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(cell))}</td>"
-                for cell in (snap.name, snap.url, snap.state, age, containers, snap.polls, error)
-            )
-            + "</tr>"
-        )
+    path = _e(app[TELEMETRY_PATH])
     status = app.get(RELOAD_STATUS)
-    config = f"<p>Configuration: {html.escape(status())}</p>" if status else ""
+    config = f"<p>Configuration: {_e(status())}</p>" if status else ""
+    sections = "".join(_section_html(section) for section in _sections(app, now))
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>WhatsApp Support Exporter</title>
-<style>body{{font-family:sans-serif}}td,th{{padding:2px 10px;text-align:left}}</style></head>
+<style>{_STYLE}</style></head>
 <body><h1>WhatsApp Support Exporter</h1>
-<p>Version {html.escape(__version__)}. Polls <code>/v1/support</code> of each WhatsApp Business API
-client on its own schedule and serves the result.</p>
+<p>Version {_e(__version__)}. Polls <code>/v1/support</code> of each WhatsApp Business API
+client on its own schedule and serves the result. States, worst first: down (the last poll
+failed), critical (build expired or expiring within 3 days, socket or gateway not connected),
+warning (build expiring within 14 days, under 2 GiB free, an optional endpoint failing),
+starting, up. This page is refreshed at most once a second.</p>
 <p><a href="{path}">Metrics</a> · <a href="/sd">Targets (http_sd)</a> ·
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
 {config}
-<h2>Targets</h2>
-<table><tr><th>target</th><th>URL</th><th>state</th><th>last success</th><th>containers</th>
-<th>polls</th><th>last error</th></tr>
-{"".join(rows)}
-</table></body></html>
+{sections}</body></html>
 """
+
+
+def _sections(app: web.Application, now: float) -> list[Section]:
+    return [_target_section(app[STORE], now)]
 
 
 # How old the exporter's own process metrics may be when scraped.
@@ -161,6 +222,7 @@ def create_app(
     reload: Reload | None = None,
     reload_status: Callable[[], str] | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The web application; the poller (if any) and background tasks run for its lifetime.
 
@@ -172,6 +234,7 @@ def create_app(
     app[TELEMETRY_PATH] = telemetry_path
     app[READY] = [poller is None]
     app[LANDING] = {}
+    app[CLOCK] = clock
     if reload_status is not None:
         app[RELOAD_STATUS] = reload_status
     app.cleanup_ctx.append(_refresh_runtime_metrics)
