@@ -37,6 +37,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from whatsapp_api_simulator.cloud import (
+    GraphSimulator,
+    add_graph_arguments,
+    describe,
+    graph_from_args,
+)
+
 __all__ = [
     "BROKEN_PICTURES",
     "DEFAULT_PORT",
@@ -1104,6 +1111,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="fail over a master or kill a Coreapp of every cluster this often (0: never)",
     )
+    add_graph_arguments(parser)
     return parser
 
 
@@ -1140,9 +1148,15 @@ def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Simulat
     return sim
 
 
-async def _run(sim: Simulator, host: str, port: int) -> int:
-    """Bind, print the targets (with the port actually bound), serve until SIGTERM/SIGINT."""
-    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+async def _run(sim: Simulator, host: str, port: int, graph: GraphSimulator | None = None) -> int:
+    """Bind, print the targets (with the port actually bound), serve until SIGTERM/SIGINT.
+
+    With `graph`, the simulated Graph API shares the port and three more lines tell the
+    exporter's `WA_CLOUD_*` settings."""
+    app = sim.app()
+    if graph is not None:
+        graph.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -1158,6 +1172,8 @@ async def _run(sim: Simulator, host: str, port: int) -> int:
         shown = f"[{shown}]"
     base = f"http://{shown}:{bound}"
     print(",".join(f"{name}={sim.url(base, name)}" for name in sim.instances), flush=True)
+    if graph is not None:
+        print(describe(graph, base), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1173,7 +1189,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sim = _build(args, parser)
     host, port = args.listen
-    code = asyncio.run(_run(sim, host, port))
+    code = asyncio.run(_run(sim, host, port, graph_from_args(args)))
     if code:
         raise SystemExit(code)
 

@@ -24,10 +24,12 @@ from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.negotiation import choose, wants_gzip
 from whatsapp_support_exporter.output.status import (
+    ACCOUNTS,
     STATES,
     TARGETS,
     Kind,
     Row,
+    account_snapshot_row,
     snapshot_rows,
     worst_first,
 )
@@ -190,7 +192,21 @@ starting, up. This page is refreshed at most once a second.</p>
 
 
 def _sections(app: web.Application, now: float) -> list[Section]:
-    return [_target_section(app[STORE], now)]
+    store = app[STORE]
+    sections = [_target_section(store, now)]
+    if store.accounts:  # without Cloud API accounts the page stays as it was
+        sections.append(_account_section(store, now))
+    return sections
+
+
+def _account_section(store: Store, now: float) -> Section:
+    rows: list[Row] = []
+    extra: dict[str, tuple[str, ...]] = {}
+    for snap in store.accounts.values():
+        rows.append(account_snapshot_row(snap))
+        age = "never" if snap.last_success is None else f"{now - snap.last_success:.0f}s ago"
+        extra[snap.name] = (age, str(snap.polls))
+    return Section(ACCOUNTS, worst_first(rows), ("last success", "polls"), extra)
 
 
 # How old the exporter's own process metrics may be when scraped.
