@@ -154,6 +154,10 @@ BROKEN_RULES = {
         "            and on (job, target)\n              whatsapp_up\n",
         "            and on (job, target)\n              last_over_time(whatsapp_up[1h])\n",
     ),
+    "one ExporterDown per WhatsApp target in the per-target mode": (
+        'expr: up{job="whatsapp-support-exporter",target=""} == 0',
+        'expr: up{job="whatsapp-support-exporter"} == 0',
+    ),
     "a shard counted once per exporter": (
         "max by (job, target, host, container_id, shard) (whatsapp_shard_owned)",
         "whatsapp_shard_owned",

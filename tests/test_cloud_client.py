@@ -151,6 +151,13 @@ async def test_without_an_error_body_the_http_status_gives_the_reason(
     assert (await failure(client(session, graph))).reason is reason
 
 
+async def test_an_error_code_written_as_a_string_still_gives_the_reason(
+    session: aiohttp.ClientSession, graph: FakeGraph
+) -> None:
+    graph.error = (400, {"error": {"code": "80008", "message": "too many calls"}})
+    assert (await failure(client(session, graph))).reason is Reason.RATE_LIMITED
+
+
 async def test_an_error_object_answered_with_200_is_an_error(
     session: aiohttp.ClientSession, graph: FakeGraph
 ) -> None:
@@ -362,3 +369,21 @@ async def test_a_body_that_is_no_graph_object_fails_the_poll(
 ) -> None:
     graph.account = ["not", "an", "object"]  # type: ignore[assignment]
     assert (await failure(client(session, graph))).reason is Reason.INVALID_RESPONSE
+
+
+def test_a_next_page_with_the_default_port_written_out_is_the_same_host() -> None:
+    account = CloudAccount("acme", WABA_ID, token=SecretStr(TOKEN))
+    c = CloudClient(None, account, timeout=1, max_response_bytes=1024)  # type: ignore[arg-type]
+    same = "https://GRAPH.facebook.com:443/v24.0/1/phone_numbers?after=x"
+    assert c._same_host(same) == same
+    for other in (
+        "http://graph.facebook.com/v24.0/1",
+        "https://graph.facebook.com.evil/x",
+        "//elsewhere.example/v24.0/1",
+        "next-page",
+    ):
+        with pytest.raises(PollError):
+            c._same_host(other)
+    assert c._same_host("/v24.0/1/phone_numbers?after=x") == (
+        "https://graph.facebook.com/v24.0/1/phone_numbers?after=x"
+    )

@@ -664,7 +664,8 @@ def test_the_demos_cluster_left_running_for_hours_heals_every_failover(clock: Fa
     sim = Simulator(clock=clock, seed=0)
     cluster = sim.add_instance("cluster", "multiconnect", masters=2, coreapps=4, shards=4)
     cluster.schedule_failovers(300)
-    primaries_seen, containers_seen = set(), set()
+    primaries_seen: set[str] = set()
+    containers_seen: set[str] = set()
     for step in range(8 * 3600 // 30):
         clock.now = START + 30 * step
         cluster.tick(clock.now)

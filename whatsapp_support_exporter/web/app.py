@@ -71,14 +71,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def service_discovery(request: web.Request) -> web.Response:
-    """This replica's targets in Prometheus' http_sd format, for per-target scrapes."""
+    """This replica's targets in Prometheus' http_sd format, for per-target scrapes.
+
+    Only `__param_target`: the target's own labels reach Prometheus once, on
+    whatsapp_target_info (as target labels too they would come back as `exported_<name>`).
+    """
     address = request.host
     groups = [
-        {
-            "targets": [address],
-            # no `target` label here: the scraped series carry their own
-            "labels": {**dict(snap.labels), "__param_target": snap.name},
-        }
+        {"targets": [address], "labels": {"__param_target": snap.name}}
         for snap in request.app[STORE].snapshots.values()
     ]
     return web.json_response(groups)

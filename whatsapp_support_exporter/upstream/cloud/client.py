@@ -80,12 +80,24 @@ def _graph_error_code(body: bytes) -> tuple[int, int | None] | None:
     except InvalidResponse:
         return None
     error = document.get("error") if isinstance(document, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    if type(code) is not int:
+    if not isinstance(error, dict):
         return None
-    assert isinstance(error, dict)
-    subcode = error.get("error_subcode")
-    return code, subcode if type(subcode) is int else None
+    code, subcode = _integer(error.get("code")), _integer(error.get("error_subcode"))
+    return None if code is None else (code, subcode)
+
+
+def _integer(value: object) -> int | None:
+    """An error code as Graph writes it (a number; a string of digits is taken too)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+        return int(value)
+    return None
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port, the default port resolved (``:443`` is the same host)."""
+    return url.scheme.lower(), (url.host or "").lower() or None, url.port
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,8 @@ class CloudClient:
         self.ssl = ssl_context
         self.clock = clock
         base = URL(account.graph_url.rstrip("/"))
-        self._origin = base.origin()
+        self._origin = _origin(base)
+        self._base_url = base
         self._base = f"{str(base).rstrip('/')}/{account.api_version}/{account.waba_id}"
         # the last usage header of the last attempt (a failed one's too); None if it had none
         self.usage: Usage | None = None
@@ -189,10 +202,15 @@ class CloudClient:
         )
 
     def _same_host(self, url: str) -> str:
-        """``paging.next`` is followed only to the configured Graph host: the token goes along."""
+        """``paging.next`` is followed only to the configured Graph host: the token goes along.
+
+        Graph writes a full URL; a path alone is taken as one on the configured host.
+        """
         try:
-            parsed = URL(url)
-            same = parsed.is_absolute() and parsed.origin() == self._origin
+            parsed = URL(url, encoded=True)
+            if not parsed.is_absolute() and url.startswith("/") and not url.startswith("//"):
+                return str(self._base_url.join(parsed))
+            same = parsed.is_absolute() and _origin(parsed) == self._origin
         except (ValueError, TypeError):
             same = False
         if not same:

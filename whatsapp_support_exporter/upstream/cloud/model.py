@@ -56,7 +56,7 @@ MESSAGING_LIMITS: Mapping[str, float] = {
 # undocumented value each, info and single-value families).
 SERIES_PER_NUMBER = 42
 SERIES_PER_ENTITY = 5
-SERIES_PER_ACCOUNT = 16
+SERIES_PER_ACCOUNT = 48  # state sets, usage, poll counters, every field name invalid
 
 
 @dataclass(frozen=True)
