@@ -67,6 +67,7 @@ class FakeGraph:
         self.error: tuple[int, dict[str, Any] | None] | None = None  # (status, body)
         self.endless = False
         self.next_base: str | None = None  # another host for paging.next
+        self.refused_fields: set[str] = set()  # asked for on the edge: error 100, as Graph does
         self.requests: list[web.Request] = []
         self.base = ""
 
@@ -89,9 +90,18 @@ class FakeGraph:
         parts = request.path.strip("/").split("/")
         if len(parts) == 2:
             return web.json_response(self.account, headers=headers)
+        asked = set(request.query.get("fields", "").split(","))
+        if asked & self.refused_fields:
+            body = {"error": {"message": "(#100) Tried accessing nonexisting field", "code": 100}}
+            return web.json_response(body, status=400, headers=headers)
         after = int(request.query.get("after", "0"))
         size = min(int(request.query.get("limit", "25")), self.page_size)
-        data = copy.deepcopy(self.numbers[after : after + size])
+        # only the fields asked for, as Graph answers (the platform under either of its names)
+        asked |= {"id", "host_platform"} if "platform_type" in asked else {"id"}
+        data = [
+            {k: v for k, v in n.items() if k in asked}
+            for n in copy.deepcopy(self.numbers[after : after + size])
+        ]
         doc: dict[str, Any] = {"data": data, "paging": {"cursors": {"after": str(after + size)}}}
         if self.endless or after + size < len(self.numbers):
             query = dict(request.query)

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from tests.promql import (
-    COLLECTOR_METRICS,
     CONTRACT_METRICS,
     KNOWN_METRICS,
     RULES,
     RUNBOOK,
     RUNBOOK_URL,
+    TABLE_METRICS,
     github_anchor,
     metric_names,
     promtool,
@@ -361,10 +361,10 @@ def test_known_metrics_include_the_0_2_contract_names() -> None:
     } <= KNOWN_METRICS
 
 
-def test_the_contract_and_the_collector_agree_on_metric_types() -> None:
+def test_the_contract_and_the_metric_table_agree_on_metric_types() -> None:
     disagree = {
         name: (CONTRACT_METRICS[name], kind)
-        for name, kind in COLLECTOR_METRICS.items()
+        for name, kind in TABLE_METRICS.items()
         if name in CONTRACT_METRICS and kind != CONTRACT_METRICS[name]
     }
     assert disagree == {}

@@ -387,3 +387,56 @@ def test_a_next_page_with_the_default_port_written_out_is_the_same_host() -> Non
     assert c._same_host("/v24.0/1/phone_numbers?after=x") == (
         "https://graph.facebook.com/v24.0/1/phone_numbers?after=x"
     )
+
+
+@pytest.mark.parametrize(
+    "header", ["", "not json", "[1, 2]", '{"1": [{"call_count": "lots"}]}', '{"1": 5}']
+)
+def test_an_unreadable_usage_header_is_ignored(header: str) -> None:
+    from whatsapp_support_exporter.upstream.cloud.model import parse_usage
+
+    assert parse_usage(header) is None
+
+
+def test_the_highest_usage_of_every_business_and_type_is_kept_within_0_and_1() -> None:
+    from whatsapp_support_exporter.upstream.cloud.model import parse_usage
+
+    usage = parse_usage(
+        '{"1": [{"type": "a", "call_count": 20, "total_time": 5},'
+        ' {"type": "b", "call_count": 130, "estimated_time_to_regain_access": 2}],'
+        ' "2": {"call_count": 40, "total_cputime": 7, "total_time": 9}}'
+    )
+    assert usage is not None
+    assert dict(usage.ratios) == {"call_count": 1.0, "total_cputime": 0.07, "total_time": 0.09}
+    assert usage.regain_seconds == 120
+
+
+@pytest.mark.parametrize(
+    ("version", "refused", "kept"),
+    [
+        ("v24.0", "messaging_limit_tier", "whatsapp_business_manager_messaging_limit"),
+        ("v23.0", "whatsapp_business_manager_messaging_limit", "messaging_limit_tier"),
+    ],
+)
+async def test_a_version_refusing_one_messaging_limit_field_is_asked_without_it(
+    session: aiohttp.ClientSession, graph: FakeGraph, version: str, refused: str, kept: str
+) -> None:
+    graph.refused_fields = {refused}
+    graph.numbers = [number(1, messaging_limit_tier="TIER_250")]
+    c = client(session, graph, api_version=version)
+    first = await c.attempt()
+    second = await c.attempt()
+    expected = 1000 if kept.startswith("whatsapp") else 250
+    assert first.numbers[0].messaging_limit == second.numbers[0].messaging_limit == expected
+    asked = [r.query["fields"].split(",") for r in graph.requests if "phone_numbers" in r.path]
+    assert len(asked) == 3  # refused once, then asked without it (and remembered)
+    assert refused in asked[0] and refused not in asked[1] and refused not in asked[2]
+    assert kept in asked[2]
+
+
+async def test_another_invalid_parameter_still_fails_the_poll(
+    session: aiohttp.ClientSession, graph: FakeGraph
+) -> None:
+    graph.refused_fields = {"quality_rating"}
+    err = await failure(client(session, graph))
+    assert (err.reason, "Graph error 100" in err.detail) == (Reason.HTTP, True)

@@ -98,3 +98,35 @@ async def test_the_simulated_rate_limit_is_rate_limited_with_its_regain_time(
     assert delay >= 60  # the regain time (minutes left in the hour) or a skipped poll, capped
     usage = series(exposition.render().decode(), "whatsapp_cloud_api_usage_ratio")
     assert usage['{account="acme",kind="call_count"}'] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("knob", "value", "detail"),
+    [
+        ("endless_pages", True, "more than 20 pages"),
+        ("next_host", "graph.elsewhere.invalid", "another host"),
+    ],
+)
+async def test_endless_or_foreign_pages_fail_the_poll_and_keep_the_other_accounts(
+    server: GraphServer,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    knob: str,
+    value: object,
+    detail: str,
+) -> None:
+    bad = server.sim.add_account("Bad", numbers=12)
+    bad.page_size_cap = 5
+    setattr(bad, knob, value)
+    good = server.sim.add_account("Good", numbers=12)
+    good.page_size_cap = 5
+    (tmp_path / "token").write_text(server.token)
+    failing, _ = poller_for(server, session, bad.waba_id, tmp_path / "token")
+    working, _ = poller_for(server, session, good.waba_id, tmp_path / "token")
+    await failing.poll_once()
+    await working.poll_once()
+    assert failing.snapshot.last_error == "invalid_response"
+    assert detail in failing.snapshot.last_error_detail
+    assert bad.requests["phone_numbers"] <= 20
+    assert working.snapshot.up and working.snapshot.numbers is not None
+    assert len(working.snapshot.numbers) == 12

@@ -12,7 +12,12 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
+from whatsapp_support_exporter.fleet.config import (
+    ConfigError,
+    config_fingerprint,
+    load_fleet,
+    load_targets,
+)
 from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target, TLSOptions
 
@@ -122,7 +127,15 @@ def test_the_annotated_example_in_the_docs_loads(tmp_path: Path) -> None:
     (base / "targets" / "payments.yml").write_text(
         "- targets: [pay-1=https://pay-1.example:9090]\n  labels: {auth: prod, team: pay}\n"
     )
-    targets = load_targets(Settings(config_file=config))
+    (base / "secrets" / "meta").mkdir()
+    (base / "secrets" / "meta" / "token").write_text("EAAG-example-token")
+    (base / "secrets" / "meta" / "token-eu").write_text("EAAG-example-token-eu")
+    fleet = load_fleet(Settings(config_file=config))
+    targets = fleet.targets
+    assert [(a.name, a.read_token()) for a in fleet.accounts] == [
+        ("acme", "EAAG-example-token"),
+        ("acme-eu", "EAAG-example-token-eu"),
+    ]
     assert [t.name for t in targets] == ["eu-prod", "us-prod", "staging", "pay-1"]
     assert targets[2].tls == TLSOptions(verify=False)
     assert targets[0].labels == (("env", "prod"), ("region", "eu"))
@@ -141,7 +154,22 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "unknown-target-key": (
         f"targets: [{{name: a, url: '{T}', urll: x}}]",
         None,
-        "{cfg}: targets[0].urll: unknown key",
+        "{cfg}: targets[0].urll: unknown key; did you mean url?",
+    ),
+    "target-instead-of-targets": (
+        f"target: [{{url: '{T}'}}]",
+        None,
+        "{cfg}: target: unknown key; did you mean targets?",
+    ),
+    "misspelt-auth-key": (
+        f"auths: {{prod: {{apikey_file: key}}}}\ntargets: [{{url: '{T}', auth: prod}}]",
+        None,
+        "{cfg}: auths.prod.apikey_file: unknown key; did you mean api_key_file?",
+    ),
+    "misspelt-tls-key": (
+        f"targets: [{{url: '{T}', tls_config: {{cafile: ca.pem}}}}]",
+        None,
+        "{cfg}: targets[0].tls_config.cafile: unknown key; did you mean ca_file?",
     ),
     "missing-url": ("targets: [{name: a}]", None, "{cfg}: targets[0].url: is required"),
     "empty-name": (
@@ -264,6 +292,18 @@ BAD: dict[str, tuple[str, str | None, str]] = {
         None,
         '{cfg}: targets[0].labels: "target" cannot be a label here',
     ),
+    "job-label": (
+        f"targets: [{{url: '{T}', labels: {{job: payments}}}}]",
+        None,
+        '{cfg}: targets[0].labels: "job" is set by Prometheus on every scrape (yours would'
+        " become exported_job); choose another name",
+    ),
+    "instance-label-in-a-target-file": (
+        "target_files: [t/*.yml]",
+        "- targets: [https://a.example]\n  labels: {instance: a}",
+        '{tmp}/t/a.yml: [0].labels: "instance" is set by Prometheus on every scrape (yours'
+        " would become exported_instance); choose another name",
+    ),
     "auth-label-on-a-listed-target": (
         f"targets: [{{url: '{T}', labels: {{auth: prod}}}}]",
         None,
@@ -308,7 +348,7 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "target-file-unknown-key": (
         "target_files: [t/*.yml]",
         "- targets: [https://a.example]\n  label: {env: prod}",
-        "{tmp}/t/a.yml: [0].label: unknown key",
+        "{tmp}/t/a.yml: [0].label: unknown key; did you mean labels?",
     ),
     "target-file-bad-url": (
         "target_files: [t/*.yml]",

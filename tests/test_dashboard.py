@@ -20,6 +20,7 @@ from typing import Any
 import promql_parser as pp
 import pytest
 
+from tests.conftest import DATA_FAMILIES
 from tests.promql import KNOWN_METRICS, mapping_text
 from whatsapp_support_exporter.cli.settings import load_settings
 from whatsapp_support_exporter.output.cloud_families import (
@@ -30,7 +31,6 @@ from whatsapp_support_exporter.output.cloud_families import (
 )
 from whatsapp_support_exporter.output.families import (
     API_STATUSES,
-    DATA_FAMILIES,
     GATEWAY_STATES,
     ROLES,
     SOCKET_STATES,

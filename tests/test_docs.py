@@ -24,7 +24,7 @@ def codes(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-def test_metrics_table_lists_exactly_the_collector_metrics_with_types_and_labels() -> None:
+def test_metrics_table_lists_exactly_the_metric_table_families_with_types_and_labels() -> None:
     rows = table_after("Metrics")
     documented = {codes(row[0])[0]: (row[1], tuple(codes(row[2]))) for row in rows}
     assert list(documented) == list(METRIC_NAMES)

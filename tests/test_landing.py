@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -22,8 +23,9 @@ from tests.conftest import (
 )
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.cli.check import rows as check_rows
+from whatsapp_support_exporter.output import status
 from whatsapp_support_exporter.output.families import render_target
-from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot
+from whatsapp_support_exporter.output.snapshot import EndpointState, TargetSnapshot
 from whatsapp_support_exporter.output.status import STATES
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.errors import PollError, Reason
@@ -165,7 +167,7 @@ def fleet_store() -> Store:
             "d-cluster",
             parse_support(cluster_body(40)),
             health=parse_health(CLUSTER_HEALTH),
-            collectors={"health": CollectorState(True), "shards": CollectorState(True)},
+            endpoints={"health": EndpointState(True), "shards": EndpointState(True)},
         )
     )
     store.update(answered("e-expiring", parse_support(single_body(10))))
@@ -316,3 +318,17 @@ def test_a_poll_error_is_one_down_row_naming_the_reason() -> None:
     target = Target("x", "https://x.example:9090", Credentials(), make_settings().tls())
     (row,) = check_rows([(target, PollError(Reason.TIMEOUT, "no answer within 10s"))], NOW)
     assert row.state == "down" and row.line[-1] == "timeout: no answer within 10s"
+
+
+def test_the_states_use_the_alert_rules_thresholds() -> None:
+    """What the page calls critical or warning is what pages or warns an operator."""
+    alerts = (Path(__file__).parent.parent / "deploy" / "prometheus" / "alerts.yml").read_text()
+
+    def rule(name: str) -> str:
+        return alerts.split(f"alert: {name}\n")[1].split("annotations:")[0]
+
+    assert f"< {status.EXPIRY_WARNING_DAYS} * 86400" in rule("WhatsAppBuildExpiresSoon")
+    assert f"< {status.EXPIRY_CRITICAL_DAYS} * 86400" in rule("WhatsAppBuildExpiresVerySoon")
+    assert "severity: critical" in rule("WhatsAppBuildExpiresVerySoon")
+    assert status.LOW_FREE_BYTES == 2 * 1024**3
+    assert "< 2 * 1024 * 1024 * 1024" in rule("WhatsAppFreeSpaceLow")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from whatsapp_support_exporter.upstream.onprem.target import (
     SecretFileError,
     Target,
     TLSOptions,
+    file_problem,
 )
 
 KEY = "k3y-from-a-mounted-secret"
@@ -315,6 +317,66 @@ def test_a_shard_from_a_statefulset_pod_name(monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_impossible_shards_are_refused(env: dict[str, str], named: str) -> None:
     assert refused(WA_TARGETS=T, **env).startswith(f"invalid setting {named}")
+
+
+def test_a_singular_wa_target_is_named_with_the_variable_meant() -> None:
+    assert refused(WA_TARGET=T) == (
+        "invalid setting WA_TARGETS (--target): at least one target is required (or"
+        " --cloud.waba-id, --config.file, or --demo) (WA_TARGET is set: did you mean"
+        " WA_TARGETS?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["--poll.intervall", "30s"],
+            "unknown flag --poll.intervall; did you mean --poll.interval?",
+        ),
+        (
+            ["--target=" + T, "--web.listen-adress=:1"],
+            "unknown flag --web.listen-adress; did you mean --web.listen-address?",
+        ),
+        (
+            ["--no-collector.healht"],
+            "unknown flag --no-collector.healht; did you mean --no-collector.health?",
+        ),
+        (["--frobnicate"], "unknown flag --frobnicate; see --help"),
+        (["--poll.int", "30s"], "unknown flag --poll.int; did you mean --poll.interval?"),
+        (["stray"], "invalid flag: unexpected argument 'stray'"),
+    ],
+)
+def test_an_unknown_flag_is_one_line_naming_the_nearest(argv: list[str], line: str) -> None:
+    assert refused(argv, WA_TARGETS=T) == line
+
+
+def test_two_unnamed_targets_on_one_host_are_told_to_take_names() -> None:
+    line = refused(WA_TARGETS="https://wa.example/eu,https://wa.example/us")
+    assert line == (
+        "invalid setting WA_TARGETS (--target): target name 'wa.example:443' is used twice"
+        " (a name defaults to host:port: name each target, name=url or name:)"
+    )
+
+
+@pytest.mark.parametrize("value", ["nope", "2", "enabled"])
+def test_a_switch_that_is_neither_true_nor_false_lists_the_accepted_values(value: str) -> None:
+    assert refused(WA_TARGETS=T, WA_TLS_VERIFY=value) == (
+        "invalid setting WA_TLS_VERIFY (--tls.verify): must be true or false (also 1/0,"
+        " yes/no, on/off)"
+    )
+
+
+def test_file_errors_say_what_is_wrong_not_a_class_name(tmp_path: Path) -> None:
+    assert refused(WA_TARGETS=T, WA_CONFIG_FILE=str(tmp_path / "nope.yml")) == (
+        f"invalid setting WA_CONFIG_FILE (--config.file): {tmp_path}/nope.yml: file not found"
+    )
+    assert refused(WA_TARGETS=T, WA_API_KEY_FILE=str(tmp_path)) == (
+        f"invalid setting WA_API_KEY_FILE: cannot read {tmp_path}: is a directory, not a file"
+    )
+    # the tests run as root, which reads any file: the mapping itself
+    assert file_problem(PermissionError(errno.EACCES, "Permission denied")) == "permission denied"
+    assert file_problem(OSError(errno.EIO, "Input/output error")) == "input/output error"
 
 
 # -- credentials ------------------------------------------------------------------------------

@@ -52,10 +52,10 @@ def parser() -> argparse.ArgumentParser:
     """check's own usage: the same flags as the exporter's, another purpose."""
     return build_parser(
         prog=f"{PROG} check",
-        description="Validate the settings, poll every target and Cloud API account once (all"
-        " shards) and print one row per target and container (state, build expiry, socket,"
+        description="Validate the settings, poll every target once (and every Cloud API account;"
+        " all shards) and print one row per target and container (state, build expiry, socket,"
         " least free space, error) and per account (state, numbers, worst quality, error)."
-        " Exit 0 when every target and account answered, 1 when one did not, 2 on bad"
+        " Exit 0 when every target answered (and every account), 1 when one did not, 2 on bad"
         " settings.",
         epilog="",
     )
@@ -188,7 +188,7 @@ def rows(results: list[tuple[Target, Answer | PollError]], now: float) -> list[R
         if isinstance(outcome, PollError):
             out.append(not_answered(target.name, "down", f"{outcome.reason}: {outcome.detail}"))
             continue
-        failed = [f"{name} failed: {e.reason}" for name, e in outcome.collectors if e is not None]
+        failed = [f"{name} failed: {e.reason}" for name, e in outcome.endpoints if e is not None]
         out.extend(target_rows(target.name, outcome.support, outcome.health, failed, now))
     return out
 

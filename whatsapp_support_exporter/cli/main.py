@@ -44,6 +44,7 @@ from whatsapp_support_exporter.web.webconfig import (
     WebConfig,
     WebConfigError,
     basic_auth_middleware,
+    headers_hook,
     load_web_config,
 )
 
@@ -158,6 +159,8 @@ async def serve(
         reload_status=lambda: _reload_text(fleet),
         background=background,
     )
+    if web_config and web_config.headers:
+        app.on_response_prepare.append(headers_hook(web_config.headers))
     host, port = split_listen_address(settings.listen_address)
     ssl_context = web_config.ssl_context if web_config else None
     try:
@@ -260,15 +263,15 @@ async def start_demo_simulator(
     base = f"http://127.0.0.1:{port}"
     tls = settings.tls()
     targets = [
-        Target(
-            "cluster",
+        Target.at(
             sim.url(base, "cluster"),
+            "cluster",
             Credentials(api_key=SecretStr(DEMO_CLUSTER_API_KEY)),
             tls,
         ),
-        Target(
-            "single",
+        Target.at(
             sim.url(base, "single"),
+            "single",
             Credentials(
                 api_key=SecretStr(DEMO_SINGLE_API_KEY),
                 username=DEMO_USERNAME,
@@ -335,7 +338,9 @@ def settle_gc() -> None:
     the collector's reach, and young objects are collected every GC_GEN0_THRESHOLD allocations:
     with the defaults, a fleet's per-poll objects set off collections over every target's state
     that took a quarter of the CPU at 10,000 targets (bench/gc_settings.py,
-    docs/benchmarks-fleet.md). Cycles are still collected, only less often.
+    docs/benchmarks-fleet.md). Cycles among objects made later are still collected, less often;
+    a cycle among the frozen objects is never collected (they are never examined again), so
+    what is frozen must be what lives as long as the process.
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

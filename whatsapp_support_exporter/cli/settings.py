@@ -67,8 +67,8 @@ def _epilog() -> str:
 
 def build_parser(
     prog: str = PROG,
-    description: str = "Export the WhatsApp Business API On-Premises /v1/support data to"
-    " Prometheus.",
+    description: str = "Export the WhatsApp Business API On-Premises /v1/support data, and the"
+    " numbers of Cloud API accounts (Graph API), to Prometheus.",
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
     """Flags in the style of the Go exporters; defaults stay None so variables apply."""

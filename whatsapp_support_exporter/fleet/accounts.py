@@ -90,11 +90,8 @@ class AccountPoller(Scheduled):
         except PollError as err:
             return self._failed(err, time.monotonic() - started)
         except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
-            log.exception("poll crashed", extra={"account": self.name})
-            error = PollError(
-                Reason.INVALID_RESPONSE, f"could not be processed ({type(err).__name__})"
-            )
-            return self._failed(error, time.monotonic() - started)
+            error = PollError(Reason.INTERNAL, f"the exporter failed ({type(err).__name__})")
+            return self._failed(error, time.monotonic() - started, err)
         return self._succeeded(answer, time.monotonic() - started)
 
     def _succeeded(self, answer: CloudAnswer, duration: float) -> float:
@@ -131,13 +128,16 @@ class AccountPoller(Scheduled):
         )
         return max(self.jittered(self.interval), self._usage_wait())
 
-    def _failed(self, err: PollError, duration: float) -> float:
+    def _failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
+        """Count the failure; log it when the account's state changes (an internal one with
+        its traceback, at error level: it is ours to fix)."""
         snap = self.snapshot
         if snap.up or snap.last_error != err.reason:
-            log.warning(
-                "account poll failed",
-                extra={"account": snap.name, "reason": err.reason, "detail": err.detail},
-            )
+            extra = {"account": snap.name, "reason": err.reason, "detail": err.detail}
+            if cause is not None:
+                log.error("poll failed inside the exporter", exc_info=cause, extra=extra)
+            else:
+                log.warning("account poll failed", extra=extra)
         self._publish(
             replace(
                 snap,

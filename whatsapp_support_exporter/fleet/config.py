@@ -1,4 +1,5 @@
-"""The fleet: WA_TARGETS plus the configuration file and its target files, validated whole.
+"""Which targets there are: WA_TARGETS plus the configuration file and its target files,
+validated whole.
 
 The configuration file (YAML) names credential sets (``auths``), lists targets with their
 ``auth``, ``tls_config`` and ``labels``, and globs ``target_files`` in Prometheus' file_sd shape
@@ -16,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
 import yaml
@@ -63,6 +64,8 @@ except ImportError:  # pragma: no cover - PyYAML wheels ship libyaml
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # `target` is the exporter's own label; `auth` in a target file picks the credentials.
 _RESERVED_LABELS = frozenset({"target"})
+# Prometheus sets these on every scrape: a target's own would be renamed exported_job.
+_PROMETHEUS_LABELS = frozenset({"job", "instance"})
 _FRIENDLY = {
     "extra_forbidden": "unknown key",
     "missing": "is required",
@@ -134,6 +137,11 @@ def _check_labels(labels: dict[str, str], reserved: frozenset[str]) -> dict[str,
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(
                 f'"{name}" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)'
+            )
+        if name in _PROMETHEUS_LABELS:
+            raise ValueError(
+                f'"{name}" is set by Prometheus on every scrape (yours would become'
+                f" exported_{name}); choose another name"
             )
         if name in reserved:
             raise ValueError(f'"{name}" cannot be a label here')
@@ -231,13 +239,50 @@ def _place(loc: Iterable[int | str]) -> str:
     return text
 
 
-def _validate(adapter: TypeAdapter[_M], data: Any, path: Path, context: dict[str, Any]) -> _M:
+def _unwrap(schema: Any) -> Any:
+    """``X | None`` -> ``X``; anything else as it is."""
+    args = get_args(schema)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None))
+    return schema
+
+
+def _keys_at(schema: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema takes in the mapping that holds ``loc``'s last part."""
+    for part in loc[:-1]:
+        schema = _unwrap(schema)
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            field = schema.model_fields.get(str(part))
+            if field is None:
+                return []
+            schema = field.annotation
+        elif get_origin(schema) in (list, dict):
+            schema = get_args(schema)[-1]  # the item of a list, the value of a dict
+        else:
+            return []
+    schema = _unwrap(schema)
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return list(schema.model_fields)
+    return []
+
+
+def _unknown_key(schema: Any, loc: tuple[int | str, ...]) -> str:
+    """``unknown key``, with the nearest known key when there is one (``target`` -> targets)."""
+    near = difflib.get_close_matches(str(loc[-1]), _keys_at(schema, loc), n=1, cutoff=0.6)
+    return f"unknown key; did you mean {near[0]}?" if near else "unknown key"
+
+
+def _validate(
+    adapter: TypeAdapter[_M], schema: Any, data: Any, path: Path, context: dict[str, Any]
+) -> _M:
     try:
         return adapter.validate_python(data, context=context)
     except ValidationError as err:
         errors = err.errors(include_input=False, include_url=False, include_context=False)
         first = errors[0]
         message = _FRIENDLY.get(first["type"], first["msg"].removeprefix("Value error, "))
+        if first["type"] == "extra_forbidden" and first["loc"]:
+            message = _unknown_key(schema, first["loc"])
         place = _place(first["loc"])
         more = len(errors) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
@@ -248,10 +293,10 @@ def _validate(adapter: TypeAdapter[_M], data: Any, path: Path, context: dict[str
 _CONFIG_FILE: TypeAdapter[_ConfigFile] = TypeAdapter(_ConfigFile)
 
 
-# -- the fleet --------------------------------------------------------------------------------
+# -- the targets ------------------------------------------------------------------------------
 
 
-class _Fleet:
+class _Targets:
     """Targets in order, each name once; a second definition names where the first was."""
 
     def __init__(self) -> None:
@@ -309,7 +354,7 @@ def load_fleet(settings: Settings) -> FleetConfig:
     and TLS, then the configuration file's targets, then its target files' targets; the Cloud
     API accounts of the environment and of the file's ``cloud`` section."""
     env_creds, env_tls = settings.credentials(), settings.tls()
-    fleet = _Fleet()
+    fleet = _Targets()
     for target in settings.env_targets():
         fleet.add(target, "WA_TARGETS")
     path = settings.config_file
@@ -333,11 +378,13 @@ def load_targets(settings: Settings) -> list[Target]:
 
 
 def _load_file(
-    path: Path, fleet: _Fleet, env_creds: Credentials, env_tls: TLSOptions
+    path: Path, fleet: _Targets, env_creds: Credentials, env_tls: TLSOptions
 ) -> CloudSection | None:
     base = path.parent
     data = _parse(path, _read(path))
-    config = _validate(_CONFIG_FILE, {} if data is None else data, path, {"base": base})
+    config = _validate(
+        _CONFIG_FILE, _ConfigFile, {} if data is None else data, path, {"base": base}
+    )
     auths = {name: auth.credentials() for name, auth in config.auths.items()}
     for i, static in enumerate(config.targets):
         where = f"{path}: targets[{i}]"
@@ -357,13 +404,13 @@ def _load_file(
 
 def _load_target_file(
     path: Path,
-    fleet: _Fleet,
+    fleet: _Targets,
     auths: dict[str, Credentials],
     env_creds: Credentials,
     env_tls: TLSOptions,
 ) -> None:
     data = _parse(path, _read(path))
-    groups = _validate(_GROUPS, [] if data is None else data, path, {})
+    groups = _validate(_GROUPS, list[_Group], [] if data is None else data, path, {})
     for g, group in enumerate(groups):
         labels = dict(group.labels)
         auth = labels.pop("auth", None)

@@ -214,7 +214,7 @@ OPTIONS: dict[str, Option] = {
         Option(
             "web_config_file",
             "--web.config.file",
-            "exporter-toolkit web config (TLS, basic auth)",
+            "exporter-toolkit web config (TLS, basic auth, headers)",
             "file",
         ),
         Option(

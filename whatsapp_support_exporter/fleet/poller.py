@@ -22,8 +22,8 @@ import aiohttp
 from whatsapp_support_exporter.fleet.accounts import AccountPoller
 from whatsapp_support_exporter.fleet.schedule import Budget, Scheduled
 from whatsapp_support_exporter.fleet.settings import Settings
-from whatsapp_support_exporter.output.families import COLLECTORS
-from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
+from whatsapp_support_exporter.output.families import OPTIONAL_ENDPOINTS
+from whatsapp_support_exporter.output.snapshot import EndpointState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
 from whatsapp_support_exporter.upstream.errors import PollError, Reason
@@ -116,11 +116,8 @@ class TargetPoller(Scheduled):
         except PollError as err:
             return self._failed(err, time.monotonic() - started)
         except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
-            log.exception("poll crashed", extra={"target": self.target.name})
-            error = PollError(
-                Reason.INVALID_RESPONSE, f"could not be processed ({type(err).__name__})"
-            )
-            return self._failed(error, time.monotonic() - started)
+            error = PollError(Reason.INTERNAL, f"the exporter failed ({type(err).__name__})")
+            return self._failed(error, time.monotonic() - started, err)
         return self._succeeded(answer, time.monotonic() - started)
 
     async def _attempt(self, wants_shards: bool) -> Answer:
@@ -148,24 +145,24 @@ class TargetPoller(Scheduled):
                     "fields": ",".join(sorted(set(answer.support.invalid_fields))),
                 },
             )
-        collectors = dict(snap.collectors)
+        endpoints = dict(snap.endpoints)
         health, shards = snap.health, snap.shards_configured
-        asked = dict(answer.collectors)
+        asked = dict(answer.endpoints)
         if "health" in asked:
             health = answer.health
         elif not self.settings.collector_health:
             health = None
         if "shards" in asked:
             shards = answer.shards_configured
-        for name in COLLECTORS:
+        for name in OPTIONAL_ENDPOINTS:
             if name not in asked:
                 continue
             error = asked[name]
-            state = collectors.get(name, CollectorState())
+            state = endpoints.get(name, EndpointState())
             if error is None:
-                collectors[name] = replace(state, success=True)
+                endpoints[name] = replace(state, success=True)
             else:
-                if state.success or name not in snap.collectors:
+                if state.success or name not in snap.endpoints:
                     log.info(
                         "optional endpoint failed",
                         extra={
@@ -175,7 +172,7 @@ class TargetPoller(Scheduled):
                             "detail": error.detail,
                         },
                     )
-                collectors[name] = CollectorState(False, bumped(state.errors, error.reason))
+                endpoints[name] = EndpointState(False, bumped(state.errors, error.reason))
         self.failures = 0
         self.arm_stale_timer()
         self._publish(
@@ -192,18 +189,21 @@ class TargetPoller(Scheduled):
                 last_error=None,
                 last_error_detail="",
                 invalid_fields=invalid,
-                collectors=collectors,
+                endpoints=endpoints,
             )
         )
         return self.jittered(self.settings.poll_interval)
 
-    def _failed(self, err: PollError, duration: float) -> float:
+    def _failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
+        """Count the failure; log it when the target's state changes (an internal one with its
+        traceback, at error level: it is ours to fix)."""
         snap = self.snapshot
         if snap.up or snap.last_error != err.reason:
-            log.warning(
-                "target poll failed",
-                extra={"target": snap.name, "reason": err.reason, "detail": err.detail},
-            )
+            extra = {"target": snap.name, "reason": err.reason, "detail": err.detail}
+            if cause is not None:
+                log.error("poll failed inside the exporter", exc_info=cause, extra=extra)
+            else:
+                log.warning("target poll failed", extra=extra)
         self._publish(
             replace(
                 snap,
@@ -225,8 +225,8 @@ class TargetPoller(Scheduled):
 
 
 class Poller:
-    """The fleet: one shared session, one budget, one poller per target and per Cloud API
-    account; changed by ``apply``."""
+    """The polling of this replica's targets and Cloud API accounts: one shared session, one
+    budget, one poller each; changed by ``apply`` (the fleet, ``fleet.reload``, decides which)."""
 
     def __init__(
         self,

@@ -218,10 +218,6 @@ CLOUD_FAMILIES = (
     CLOUD_POLLS,
     CLOUD_POLL_ERRORS,
 )
-# Families that exist only while an account has fresh data.
-CLOUD_DATA_FAMILIES = tuple(
-    f.name for f in CLOUD_FAMILIES if f.name.startswith("whatsapp_cloud_") and f is not CLOUD_UP
-)
 
 
 def _states(prefix: tuple[str, ...], known: tuple[str, ...], current: str) -> list[Sample]:

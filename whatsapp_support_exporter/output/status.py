@@ -26,7 +26,7 @@ from whatsapp_support_exporter.output.snapshot import AccountSnapshot, TargetSna
 from whatsapp_support_exporter.upstream.cloud.model import PhoneNumber, Usage, Waba
 from whatsapp_support_exporter.upstream.onprem.support import (
     Container,
-    ContainerData,
+    ContainerFields,
     Health,
     Support,
     utc_seconds,
@@ -120,15 +120,15 @@ def target_rows(
     name: str,
     support: Support,
     health: Health | None,
-    failed_collectors: Iterable[str],
+    failed_endpoints: Iterable[str],
     now: float,
 ) -> list[Row]:
     """The rows of a target that answered: one per container.
 
-    ``failed_collectors`` says which optional endpoint failed (``health failed: timeout``).
+    ``failed_endpoints`` says which optional endpoint failed (``health failed: timeout``).
     """
     gateways = {(g.host, g.container_id): g.status for g in health.gateways} if health else {}
-    target_notes = list(failed_collectors)
+    target_notes = list(failed_endpoints)
     registered = [c.fields.registered for c in support.containers]
     unregistered = bool(registered) and all(r is False for r in registered)
     out = []
@@ -150,21 +150,23 @@ def snapshot_rows(snap: TargetSnapshot, now: float) -> list[Row]:
     if not snap.up or snap.support is None:
         error = f"{snap.last_error}: {snap.last_error_detail}" if snap.last_error else "no data"
         return [not_answered(snap.name, "down", error)]
-    failed = [f"{name} failed" for name, state in snap.collectors.items() if not state.success]
+    failed = [f"{name} failed" for name, state in snap.endpoints.items() if not state.success]
     return target_rows(snap.name, snap.support, snap.health, failed, now)
 
 
-def _part(data: ContainerData) -> str:
+def _part(data: Container) -> str:
     return f"{data.host}:{data.container_id}" if data.host is not None else ""
 
 
-def _days(c: Container, now: float) -> float | None:
+def _days(c: ContainerFields, now: float) -> float | None:
     if c.expire_timestamp is None:
         return None
     return (utc_seconds(c.expire_timestamp) - now) / DAY
 
 
-def _cells(c: Container, gateway: str | None, now: float, notes: list[str]) -> tuple[str, ...]:
+def _cells(
+    c: ContainerFields, gateway: str | None, now: float, notes: list[str]
+) -> tuple[str, ...]:
     days = _days(c, now)
     least = byte_size(min(c.free_space.values())) if c.free_space else ""
     return (
@@ -177,7 +179,7 @@ def _cells(c: Container, gateway: str | None, now: float, notes: list[str]) -> t
     )
 
 
-def _judge(c: Container, gateway: str | None, now: float) -> tuple[State, list[str]]:
+def _judge(c: ContainerFields, gateway: str | None, now: float) -> tuple[State, list[str]]:
     """A container's state and why, as the alert rules would see it."""
     state: State = "up"
     notes: list[str] = []

@@ -100,6 +100,24 @@ def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return url.scheme.lower(), (url.host or "").lower() or None, url.port
 
 
+class GraphError(PollError):
+    """A failed request that carried a Graph error code."""
+
+    def __init__(
+        self, reason: Reason, detail: str, code: int, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason, detail, retry_after)
+        self.code = code
+
+
+# Graph's answer to a field the node does not know (or no longer knows) is error 100.
+INVALID_PARAMETER = 100
+# Of the two messaging-limit fields, the one a version may not know: v24.0 and newer name the
+# newer field, older versions only the deprecated one.
+DEPRECATED_LIMIT_FIELD = "messaging_limit_tier"
+NEWER_LIMIT_FIELD = "whatsapp_business_manager_messaging_limit"
+
+
 @dataclass(frozen=True)
 class CloudAnswer:
     """A successful attempt: the account, its numbers, and what was dropped on the way."""
@@ -139,7 +157,8 @@ class CloudClient:
         self._base = f"{str(base).rstrip('/')}/{account.api_version}/{account.waba_id}"
         # the last usage header of the last attempt (a failed one's too); None if it had none
         self.usage: Usage | None = None
-        self.requests = 0  # requests sent, for the benchmark's requests per hour
+        # the fields asked of each number: all of them, until a version refuses one
+        self.number_fields: tuple[str, ...] = NUMBER_FIELDS
 
     @property
     def account_url(self) -> str:
@@ -147,8 +166,20 @@ class CloudClient:
 
     @property
     def numbers_url(self) -> str:
-        query = urlencode({"fields": ",".join(NUMBER_FIELDS), "limit": PAGE_SIZE})
+        query = urlencode({"fields": ",".join(self.number_fields), "limit": PAGE_SIZE})
         return f"{self._base}/phone_numbers?{query}"
+
+    def _without_a_limit_field(self) -> bool:
+        """After error 100 on the first page: drop the messaging-limit field this version may
+        not know (once; the client remembers). False when there is nothing left to drop."""
+        if len(self.number_fields) < len(NUMBER_FIELDS):
+            return False
+        major = self.account.api_version.lstrip("v").split(".")[0]
+        unknown = (
+            DEPRECATED_LIMIT_FIELD if major.isdigit() and int(major) >= 24 else NEWER_LIMIT_FIELD
+        )
+        self.number_fields = tuple(f for f in NUMBER_FIELDS if f != unknown)
+        return True
 
     async def attempt(self) -> CloudAnswer:
         """The account and every page of its numbers within one deadline; PollError if not."""
@@ -178,7 +209,13 @@ class CloudClient:
         pages = 0
         while url is not None:
             pages += 1
-            body = await self._get(url, headers, f"phone_numbers page {pages}")
+            try:
+                body = await self._get(url, headers, f"phone_numbers page {pages}")
+            except GraphError as err:
+                if pages > 1 or err.code != INVALID_PARAMETER or not self._without_a_limit_field():
+                    raise
+                url, pages = self.numbers_url, 0  # once more, without the field refused
+                continue
             room = None
             if self.max_series is not None:
                 room = max(self.max_series - used, 0) // SERIES_PER_NUMBER - len(numbers)
@@ -232,7 +269,6 @@ class CloudClient:
         return token
 
     async def _get(self, url: str, headers: dict[str, str], what: str) -> bytes:
-        self.requests += 1
         # no redirects: one could carry the token to another host
         async with self.session.get(
             URL(url, encoded=True), headers=headers, allow_redirects=False, ssl=self.ssl
@@ -265,8 +301,9 @@ class CloudClient:
         code, subcode = found
         sub = f", subcode {subcode}" if subcode is not None else ""
         reason = graph_reason(code)
-        return PollError(
+        return GraphError(
             reason,
             f"{what} answered HTTP {resp.status}, Graph error {code}{sub}",
+            code,
             retry_after if reason in (Reason.RATE_LIMITED, Reason.UNAVAILABLE) else None,
         )
