@@ -23,17 +23,16 @@ import pytest
 from aiohttp import ClientTimeout, web
 from aiohttp.test_utils import TestClient
 
-from whatsapp_api_simulator.onprem import (
+from whatsapp_api_simulator.cli import build_parser, main
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_api_simulator.onprem_documents import UNLIMITED_FREE_SPACE
+from whatsapp_api_simulator.onprem_model import (
     BROKEN_PICTURES,
     ENDPOINTS,
     OLD_VERSION,
-    UNLIMITED_FREE_SPACE,
     Container,
     Faults,
     Instance,
-    Simulator,
-    build_parser,
-    main,
 )
 
 START = 1_750_000_000.0
