@@ -9,6 +9,7 @@ seconds.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import socket
 import time
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 import pytest
 import trustme
 import uvloop
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from tests.hostile import PLANTED_ENV
@@ -333,3 +335,57 @@ def require_tool() -> None:
     for tool in ("promtool", "prometheus"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian package prometheus)")
+
+
+# ------------------------------------------------- the On-Premises simulator's own tests
+
+SIM_START = 1_750_000_000.0
+SIM_KEY = "test-api-key-0123456789"
+SIM_APIKEY = {"Authorization": f"Apikey {SIM_KEY}"}
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def onprem_clock() -> FakeClock:
+    return FakeClock(SIM_START)
+
+
+@pytest.fixture
+def onprem_sim(onprem_clock: FakeClock) -> Simulator:
+    """A simulator on the fake clock, taking `SIM_KEY` and logins with password `s3cret-pass`."""
+    return Simulator(api_key=SIM_KEY, password="s3cret-pass", clock=onprem_clock, seed=7)
+
+
+@pytest.fixture
+async def onprem_client(aiohttp_client: Any, onprem_sim: Simulator) -> Client:
+    """`onprem_sim` serving a single instance `one`, a multiconnect `mc` and an HA `ha`."""
+    onprem_sim.add_instance("one")
+    onprem_sim.add_instance("mc", "multiconnect", masters=2, coreapps=5, shards=4)
+    onprem_sim.add_instance("ha", "ha", masters=3, coreapps=3)
+    c: Client = await aiohttp_client(onprem_sim.app())
+    return c
+
+
+async def get_json(client: Client, path: str, status: int = 200, **kw: Any) -> Any:
+    """GET with the API key unless told otherwise; the status must be `status`."""
+    kw.setdefault("headers", SIM_APIKEY)
+    resp = await client.get(path, **kw)
+    assert resp.status == status, await resp.text()
+    return orjson.loads(await resp.read())
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def assert_error_envelope(doc: Any, code: int) -> None:
+    assert doc["errors"][0]["code"] == code
+    assert doc["errors"][0]["title"]
+    assert doc["meta"]["api_status"] == "stable"
+
+
+def gateways(doc: Any) -> dict[str, tuple[str, str]]:
+    """{key: (role, gateway_status)} of a keyed health answer."""
+    return {k: (v["role"], v["gateway_status"]) for k, v in doc["health"].items()}
