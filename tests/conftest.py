@@ -80,7 +80,10 @@ SLOW_MODULES = frozenset(
         "test_demo",
         "test_docker",
         "test_host_installs",
-        "test_kubernetes",
+        "test_kubernetes_central_sharded",
+        "test_kubernetes_kits",
+        "test_kubernetes_overlays",
+        "test_kubernetes_sidecar",
         "test_prometheus_e2e",
         "test_rules_lint",
         "test_scrape_config",
@@ -335,6 +338,14 @@ def require_tool() -> None:
     for tool in ("promtool", "prometheus"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian package prometheus)")
+
+
+@pytest.fixture(scope="session")
+def built_kits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """Every kustomize kit and example, and a user's own overlays, built once by kubectl."""
+    from tests.kits import build_every_kit  # kubernetes-validate loads slowly: kit tests only
+
+    return build_every_kit(tmp_path_factory.mktemp("kits"))
 
 
 # ------------------------------------------------- the On-Premises simulator's own tests
