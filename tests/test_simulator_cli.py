@@ -1,4 +1,4 @@
-"""`whatsapp-api-simulator` (`python -m whatsapp_api_simulator`): arguments, the printed targets, stopping."""
+"""`whatsapp-api-simulator` (`python -m whatsapp_api_simulator`): arguments, targets, stopping."""
 
 from __future__ import annotations
 

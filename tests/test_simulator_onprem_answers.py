@@ -1,4 +1,7 @@
-"""The On-Premises simulator answers in the shapes of the real client: support, health, shards, meta."""
+"""The On-Premises simulator answers in the real client's shapes: support, health, shards, meta.
+
+The simulator must behave like the real WhatsApp Business API, or every test built on it lies.
+"""
 
 from __future__ import annotations
 

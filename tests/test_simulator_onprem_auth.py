@@ -1,4 +1,4 @@
-"""The On-Premises simulator lets in only whom the real client would: API keys, logins, tokens, rate limit."""
+"""The On-Premises simulator lets in whom the real client would: API keys, logins, rate limit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The On-Premises simulator's fault switches do what they say, so the exporter's fault tests test something."""
+"""The On-Premises simulator's fault switches do what they say, or the fault tests lie."""
 
 from __future__ import annotations
 
