@@ -26,15 +26,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from tests.cloudgraph import FakeGraph, serve_graph
 from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.schedule import Budget
 from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import METRIC_NAMES, render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.output.store import Store
-from whatsapp_support_exporter.upstream.onprem.client import new_session
+from whatsapp_support_exporter.upstream.http import new_session
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 
 # The contract's data series of a target: everything but whatsapp_up and whatsapp_exporter_*
@@ -338,6 +340,14 @@ def require_tool() -> None:
     for tool in ("promtool", "prometheus"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian package prometheus)")
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraph]:
+    """A small fake Graph API (tests/cloudgraph.py) on a loopback port."""
+    fake, server = await serve_graph()
+    yield fake
+    await server.close()
 
 
 @pytest.fixture(scope="session")

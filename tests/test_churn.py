@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller
+from whatsapp_support_exporter.fleet.poller import TargetPoller
+from whatsapp_support_exporter.fleet.schedule import Budget
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store

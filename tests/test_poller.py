@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.fleet.poller import POLL_TICK, on_tick, tick_for
+from whatsapp_support_exporter.fleet.schedule import POLL_TICK, on_tick, tick_for
 
 
 @pytest.mark.parametrize(
