@@ -35,6 +35,7 @@ from whatsapp_support_exporter.output.families import (
     ROLES,
     SOCKET_STATES,
 )
+from whatsapp_support_exporter.upstream.errors import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "grafana" / "whatsapp-support-exporter.json"
@@ -621,6 +622,15 @@ def test_fleet_row_shows_targets_per_shard_and_reload_status(panels: dict[str, P
     assert "whatsapp_exporter_config_last_reload_successful" in reload["targets"][0]["expr"]
     (mapping,) = reload["fieldConfig"]["defaults"]["mappings"]
     assert (mapping_text(mapping, 1), mapping_text(mapping, 0)) == ("ok", "failed")
+
+
+def test_poll_errors_panel_names_every_reason_the_exporter_counts(
+    panels: dict[str, Panel],
+) -> None:
+    description = panels["Poll errors by reason"]["description"]
+    listed = re.search(r"by reason \(([^);]+)", description)
+    assert listed is not None
+    assert listed.group(1).split(", ") == [str(reason) for reason in Reason]
 
 
 def test_dates_are_given_to_grafana_in_milliseconds(panels: dict[str, Panel]) -> None:
