@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from tests.cloudgraph import FakeGraph, serve_graph
+from tests.dashboard_json import Dashboard, Panel, load_dashboard, panels_of
 from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
@@ -343,3 +344,18 @@ async def graph() -> AsyncIterator[FakeGraph]:
     fake, server = await serve_graph()
     yield fake
     await server.close()
+
+
+# ---------------------------------------------------------------- the Grafana dashboard
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Dashboard:
+    """The committed Grafana dashboard, read once per test module."""
+    return load_dashboard()
+
+
+@pytest.fixture(scope="module")
+def panels(dashboard: Dashboard) -> dict[str, Panel]:
+    """The dashboard's panels (rows' nested panels too) by title."""
+    return {p["title"]: p for p in panels_of(dashboard)}
