@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from tests.cloudgraph import FakeGraph, serve_graph
+from tests.dashboard_json import Dashboard, Panel, load_dashboard, panels_of
 from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
@@ -410,3 +411,18 @@ def assert_error_envelope(doc: Any, code: int) -> None:
 def gateways(doc: Any) -> dict[str, tuple[str, str]]:
     """{key: (role, gateway_status)} of a keyed health answer."""
     return {k: (v["role"], v["gateway_status"]) for k, v in doc["health"].items()}
+
+
+# ---------------------------------------------------------------- the Grafana dashboard
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Dashboard:
+    """The committed Grafana dashboard, read once per test module."""
+    return load_dashboard()
+
+
+@pytest.fixture(scope="module")
+def panels(dashboard: Dashboard) -> dict[str, Panel]:
+    """The dashboard's panels (rows' nested panels too) by title."""
+    return {p["title"]: p for p in panels_of(dashboard)}
