@@ -72,8 +72,9 @@ def _section_html(section: Section) -> str:
             f'<tr class="{row.state}"><td>{_e(row.name)}</td><td>{_e(row.part)}</td>'
             f'<td class="state">{row.state}</td>{cells}{extra}</tr>'
         )
+    count = len(section.rows)
     return (
-        f"<h2>{_e(kind.title)}</h2>\n<p>{_e(summary)} ({len(section.rows)} rows,"
+        f"<h2>{_e(kind.title)}</h2>\n<p>{_e(summary)} ({count} row{'s' if count != 1 else ''},"
         " worst first)</p>\n"
         f"<table><tr>{header}</tr>\n" + "\n".join(lines) + "\n</table>\n"
     )
