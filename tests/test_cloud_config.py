@@ -82,6 +82,7 @@ def test_the_help_lists_the_cloud_settings() -> None:
         "WA_CLOUD_TOKEN_FILE",
     ):
         assert name in text, name
+    assert "poll every target and Cloud API account once" in text  # what check does
 
 
 def test_accounts_alone_are_a_valid_setup_with_the_defaults(clean_env: pytest.MonkeyPatch) -> None:

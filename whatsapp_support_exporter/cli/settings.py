@@ -56,8 +56,9 @@ def _epilog() -> str:
     return "\n".join(
         [
             "commands:",
-            "  check  validate the settings, poll every target once and print a table",
-            "         (exit 0: all answered, 1: one did not, 2: bad settings); check --help",
+            "  check  validate the settings, poll every target and Cloud API account once and",
+            "         print a table (exit 0: all answered, 1: one did not, 2: bad settings);",
+            "         check --help",
             "",
             "credentials (variables only, so that they stay out of the process list):",
             *lines,
