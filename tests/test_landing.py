@@ -364,3 +364,4 @@ async def test_a_single_row_is_counted_as_one_row(aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(store, clock=FakeClock(NOW)))
     page = await (await client.get("/")).text()
     assert "(1 row, worst first)" in page
+    assert "A Cloud API account is critical when" in page  # what its states mean, too
