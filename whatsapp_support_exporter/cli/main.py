@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
     setup_logging(settings.log_level, settings.log_format)
     _raise_file_limit()
+    settle_gc()  # before the fleet exists: nothing a reload removes may be frozen
     store = Store(render_target)
     fleet = Fleet(settings, store)
     targets: list[Target] = []
@@ -165,7 +166,6 @@ async def serve(
             "version": __version__,
         },
     )
-    settle_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -272,11 +272,14 @@ GC_GEN0_THRESHOLD = 10_000
 def settle_gc() -> None:
     """Keep the garbage collector off what lives as long as the process.
 
-    What exists once the exporter listens (modules, settings, targets, pollers) is moved out of
-    the collector's reach, and young objects are collected every GC_GEN0_THRESHOLD allocations:
-    with the defaults, a fleet's per-poll objects set off collections over every target's state
-    that took a quarter of the CPU at 10,000 targets (bench/gc_settings.py,
-    docs/benchmarks-fleet.md). Cycles are still collected, only less often.
+    Called once the settings are read and before the fleet is built: what exists then (modules,
+    settings, logging) lives as long as the process and is moved out of the collector's reach;
+    nothing of a target is, so a target a reload removes is freed whole (freezing the running
+    fleet pinned every removed target that the collector would have had to free). Young objects
+    are collected every GC_GEN0_THRESHOLD allocations: with the defaults, a fleet's per-poll
+    objects set off collections over every target's state that took a quarter of the CPU at
+    10,000 targets (bench/gc_settings.py, docs/benchmarks-fleet.md). A target's objects hold
+    no reference cycle, so they go as soon as the last reference does, frozen or not.
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

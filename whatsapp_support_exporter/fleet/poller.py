@@ -15,7 +15,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import aiohttp
@@ -40,6 +40,9 @@ POLL_TICK = 0.25
 SLOT_HOLD_SECONDS = 1.0
 # /v1/account/shards is asked on the first poll and then every this many polls.
 SHARDS_EVERY = 10
+# A fleet's first polls are spread over this many seconds per target (at most a second, at most
+# an interval): a thousand targets start within a second, a lone target (a sidecar) at once.
+START_SPREAD_PER_TARGET = 0.001
 # One generator for every target's jitter: a Random holds 2.5 KB of state, and one per target
 # was an eighth of the memory a fleet takes (docs/benchmarks-fleet.md).
 _JITTER = random.Random()
@@ -47,6 +50,11 @@ _JITTER = random.Random()
 
 def tick_for(interval: float) -> float:
     return min(POLL_TICK, interval / 8)
+
+
+def start_spread(targets: int, interval: float) -> float:
+    """Seconds over which the first polls of this many new targets are spread."""
+    return min(1.0, interval, max(targets - 1, 0) * START_SPREAD_PER_TARGET)
 
 
 def on_tick(now: float, delay: float, tick: float) -> float:
@@ -87,6 +95,8 @@ class TargetPoller:
         ssl_context: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        spread: float = 0.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.target = target
         self.store = store
@@ -94,6 +104,8 @@ class TargetPoller:
         self.budget = budget
         self.clock = clock
         self.rng = rng or _JITTER
+        self.spread = spread  # the first poll comes within this many seconds of start
+        self.sleep = sleep
         self.client = Client(
             session,
             target,
@@ -101,7 +113,6 @@ class TargetPoller:
             max_response_bytes=settings.max_response_bytes,
             max_series=settings.max_series,
             ssl_context=ssl_context,
-            on_login=self._count_login,
             clock=clock,
         )
         self.snapshot = TargetSnapshot(
@@ -121,18 +132,16 @@ class TargetPoller:
         if not self.stopped:  # a removed target must not come back
             self.store.update(snapshot)
 
-    def _count_login(self, result: str) -> None:
-        self.snapshot = replace(self.snapshot, logins=bumped(self.snapshot.logins, result))
-
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"poll {self.target.name}")
 
     async def run(self) -> None:
-        """Poll until cancelled: first soon after start, then every interval (or backoff)."""
+        """Poll until cancelled: first within the spread (at once without one), then every
+        interval (or backoff) on the shared grid."""
         loop = asyncio.get_running_loop()
         tick = tick_for(self.settings.poll_interval)
-        first = self.rng.uniform(0, min(self.settings.poll_interval, 1.0))
-        await asyncio.sleep(on_tick(loop.time(), first, tick))
+        if self.spread > 0:
+            await self.sleep(on_tick(loop.time(), self.rng.uniform(0, self.spread), tick))
         while True:
             started = loop.time()
             try:
@@ -140,9 +149,7 @@ class TargetPoller:
             except Exception:  # a bug in the bookkeeping costs one poll, not the target's task
                 log.exception("poll crashed", extra={"target": self.target.name})
                 delay = self.settings.poll_interval
-            await asyncio.sleep(
-                on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick)
-            )
+            await self.sleep(on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick))
 
     async def poll_once(self) -> float:
         """One poll; returns the seconds until the next one should start."""
@@ -243,6 +250,7 @@ class TargetPoller:
                 snap,
                 polls=snap.polls + 1,
                 up=True,
+                logins=self.client.logins,
                 support=answer.support,
                 health=health,
                 shards_configured=shards,
@@ -269,6 +277,7 @@ class TargetPoller:
                 snap,
                 polls=snap.polls + 1,
                 up=False,
+                logins=self.client.logins,
                 last_duration=duration,
                 errors=bumped(snap.errors, err.reason),
                 last_error=err.reason,
@@ -309,20 +318,32 @@ class TargetPoller:
             self._publish(replace(self.snapshot, support=None, health=None, shards_configured=None))
 
     async def stop(self) -> None:
+        """Stop polling and let go of the task and the timer: both refer back to this poller
+        (a finished task keeps its last frame), and nothing may hold a removed target."""
         self.stopped = True
         if self._stale_timer is not None:
             self._stale_timer.cancel()
-        if self.task is not None:
-            self.task.cancel()
+            self._stale_timer = None
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await task
 
 
 class Poller:
     """The fleet: one shared session, one budget, one poller per target; changed by ``apply``."""
 
-    def __init__(self, settings: Settings, store: Store, targets: list[Target]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        targets: list[Target],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.settings = settings
+        self.sleep = sleep  # how the pollers wait (tests drive it)
         self.store = store
         self.targets = targets
         self.session: aiohttp.ClientSession | None = None
@@ -355,11 +376,12 @@ class Poller:
         for name in removed + changed:
             await self.pollers.pop(name).stop()
             self.store.delete(name)
-        added = 0
-        for name, target in wanted.items():
-            if name in self.pollers:
-                continue
-            added += name not in changed
+        # TLS contexts no target uses any more go (a context holds its CA store)
+        in_use = {t.tls for t in targets}
+        self._ssl = {options: ctx for options, ctx in self._ssl.items() if options in in_use}
+        new = [t for name, t in wanted.items() if name not in self.pollers]
+        spread = start_spread(len(new), self.settings.poll_interval)
+        for target in new:
             poller = TargetPoller(
                 target,
                 self.session,
@@ -367,10 +389,13 @@ class Poller:
                 self.settings,
                 self.budget,
                 ssl_context=self._ssl_for(target.tls),
+                spread=spread,
+                sleep=self.sleep,
             )
-            self.pollers[name] = poller
+            self.pollers[target.name] = poller
             poller.start()
         self.targets = targets
+        added = len(new) - len(changed)
         return added, len(changed), len(removed)
 
     async def stop(self) -> None:

@@ -15,9 +15,10 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from types import MappingProxyType
 from typing import TypeVar
 
 import aiohttp
@@ -50,6 +51,7 @@ THREAD_PARSE_BYTES = 64 * 1024
 _HEADER_SAFE = re.compile(r"[!-~]+")
 
 T = TypeVar("T")
+_NO_LOGINS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,6 @@ class Client:
         max_response_bytes: int,
         max_series: int | None = None,
         ssl_context: ssl.SSLContext | bool = True,
-        on_login: Callable[[str], None] = lambda result: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
@@ -180,8 +181,11 @@ class Client:
         self.max_response_bytes = max_response_bytes
         self.max_series = max_series
         self.ssl = ssl_context
-        self.on_login = on_login
         self.clock = clock
+        # logins by result ("success", "failure"): replaced, never changed, so a snapshot can
+        # hold it as it is (the client keeps its own count: a callback into the poller would
+        # tie the two in a reference cycle that only the garbage collector undoes)
+        self.logins: Mapping[str, int] = _NO_LOGINS
         self.use_token = not self.credentials.has_api_key
         self._api_key: str | None = None
         self._token: str | None = None
@@ -321,7 +325,7 @@ class Client:
         ) as resp:
             if resp.status >= 300:
                 if resp.status in (401, 403):
-                    self.on_login("failure")
+                    self._count_login("failure")
                 raise _status_error(
                     resp.status,
                     retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
@@ -329,12 +333,15 @@ class Client:
                 )
             body = await self._read(resp)
         token, expires = _token_from(body)
-        self.on_login("success")
+        self._count_login("success")
         now = self.clock()
         lifetime = TOKEN_FALLBACK_LIFETIME if expires is None else expires - now
         self._token = token
         self._token_renew_at = now + max(lifetime - min(TOKEN_MARGIN, lifetime / 10), 0.0)
         log.debug("logged in", extra={"target": self.target.name})
+
+    def _count_login(self, result: str) -> None:
+        self.logins = MappingProxyType({**self.logins, result: self.logins.get(result, 0) + 1})
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         """Read the body, giving up as soon as it passes the size cap (never buffered whole)."""
