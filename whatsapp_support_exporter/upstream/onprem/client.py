@@ -190,7 +190,8 @@ class Client:
         self._api_key: str | None = None
         self._token: str | None = None
         self._token_renew_at = 0.0
-        self._login_lock = asyncio.Lock()
+        # made on the first login: most targets of a fleet never log in (an API key suffices)
+        self._login_lock: asyncio.Lock | None = None
 
     def _url(self, path: str) -> str:
         return f"{self.target.url}{path}"
@@ -301,6 +302,8 @@ class Client:
             return {"Authorization": f"Apikey {key}"} if key else {}
         if not self.credentials.can_login:
             return {}
+        if self._login_lock is None:
+            self._login_lock = asyncio.Lock()
         async with self._login_lock:
             if self._token is None or self.clock() >= self._token_renew_at:
                 await self._login()
