@@ -39,9 +39,15 @@ LABEL org.opencontainers.image.title="whatsapp-support-exporter" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}"
 
+# Listen on every interface of the container, --demo included (outside a container the demo
+# keeps to 127.0.0.1): a published port (`docker run -p 10042:10042`) reaches the container's
+# interface, never its loopback, and the image has no other local user to keep out. To move the
+# port, set this variable (or the flag), not its 0.1 name WA_LISTEN_ADDRESS: both set to
+# different values is refused.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    WA_WEB_LISTEN_ADDRESS=:10042
 
 # A named user with the numeric id Kubernetes' runAsNonRoot can check (USER below is numeric).
 RUN groupadd --system --gid 65532 exporter \

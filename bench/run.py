@@ -481,7 +481,7 @@ def report(results: list[Result], quick: bool, seconds: float) -> str:
         "",
         "Each case runs the simulator (`python -m whatsapp_api_simulator`) and the exporter"
         " (`python -m whatsapp_support_exporter`, uvloop) as separate processes on loopback; all targets share"
-        " one simulator port, so the exporter keeps at most `--poll.max-concurrency` (32)"
+        " one simulator port, so the exporter keeps at most 4 x `--poll.max-concurrency` (128)"
         " keep-alive connections. The simulator's rate limit is lifted.",
         "",
         "* **first poll**: from spawning the exporter's process (interpreter start and imports"

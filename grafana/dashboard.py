@@ -491,6 +491,12 @@ ROLES = (("primary_master", "blue"), ("secondary_master", "purple"), ("coreapp",
 API_STATUSES = (("stable", "green"), ("experimental", "yellow"), ("deprecated", "red"))
 
 
+# device_iso8601 has a resolution of one second: a window average, and thresholds past that noise
+SKEW_WINDOW = "5m"
+SKEW_WARNING_SECONDS = 2
+SKEW_ALERT_SECONDS = 60  # WhatsAppClockSkew
+
+
 def connection() -> list[cogbuilder.Builder[dm.Panel]]:
     return [
         timeline_panel(
@@ -509,17 +515,38 @@ def connection() -> list[cogbuilder.Builder[dm.Panel]]:
             )
         ),
         series_panel(
-            "Clock skew",
-            "The container's clock (device_iso8601) minus the exporter's. A skew of seconds "
-            "breaks TLS and message timestamps.",
+            "Clock skew (5 min average)",
+            "The container's clock (device_iso8601) minus the exporter's, averaged over 5 "
+            "minutes: device_iso8601 has whole seconds, so one reading of a synchronized clock "
+            "jumps between 0 and -1 s and its average sits near -0.5 s. Outside the orange "
+            f"lines (±{SKEW_WARNING_SECONDS} s) the clock drifts: check the host's time "
+            f"synchronization; past ±{SKEW_ALERT_SECONDS} s WhatsAppClockSkew fires (TLS and "
+            "message timestamps break).",
             "s",
             8,
             8,
-        ).with_target(
+        )
+        .with_target(
             query(
-                f"max {by(CONTAINER)} ({sel('whatsapp_clock_skew_seconds')})",
+                f"max {by(CONTAINER)} "
+                f"(avg_over_time({sel('whatsapp_clock_skew_seconds')}[{SKEW_WINDOW}]))",
                 legend=LEGEND_CONTAINER,
             )
+        )
+        .decimals(1)
+        .axis_soft_min(-2 * SKEW_WARNING_SECONDS)
+        .axis_soft_max(2 * SKEW_WARNING_SECONDS)
+        .thresholds(
+            steps(
+                (None, "red"),
+                (-SKEW_ALERT_SECONDS, "orange"),
+                (-SKEW_WARNING_SECONDS, "green"),
+                (SKEW_WARNING_SECONDS, "orange"),
+                (SKEW_ALERT_SECONDS, "red"),
+            )
+        )
+        .thresholds_style(
+            common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
         ),
     ]
 

@@ -451,9 +451,14 @@ def draw_timeseries(ax: Axes, panel: Panel, ctx: Context) -> Legend:
     unit = defaults.get("unit")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_unit(v, unit)))
     ax.yaxis.set_major_locator(MaxNLocator(4))
-    if defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode") == "line":
+    custom = defaults.get("custom", {})
+    low, high = ax.get_ylim()  # Grafana: the data's range, widened to the soft limits
+    low = min(low, custom.get("axisSoftMin", low))
+    high = max(high, custom.get("axisSoftMax", high))
+    ax.set_ylim(low, high)
+    if custom.get("thresholdsStyle", {}).get("mode") == "line":
         for step in defaults.get("thresholds", {}).get("steps", []):
-            if step["value"] is not None:
+            if step["value"] is not None and low <= step["value"] <= high:
                 ax.axhline(
                     step["value"],
                     color=COLORS.get(step["color"], step["color"]),

@@ -1,7 +1,9 @@
 """Shared fixtures: a simulated WhatsApp API on loopback, settings, hand-driven poll harnesses.
 
-Tests drive polls themselves (``Harness.poll``) instead of waiting for the schedule, so nothing
-sleeps for real; the few tests of the schedule itself use intervals of milliseconds.
+Tests drive polls themselves (``Harness.poll``) instead of waiting for the schedule, and move
+time by hand where they can (``FakeClock``); the few tests of the schedule itself (backoff, the
+budget, staleness) run it for real with intervals of milliseconds, and wait at most a few
+seconds.
 """
 
 from __future__ import annotations
@@ -22,14 +24,24 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.exposition import Exposition
-from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.families import METRIC_NAMES, render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.client import new_session
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
+
+# The contract's data series of a target: everything but whatsapp_up and whatsapp_exporter_*
+# (and whatsapp_target_info, from the configuration); withdrawn once the data is stale. The
+# Cloud API's series are about accounts, not targets.
+DATA_FAMILIES = tuple(
+    name
+    for name in METRIC_NAMES
+    if name not in ("whatsapp_up", "whatsapp_target_info")
+    and not name.startswith(("whatsapp_exporter_", "whatsapp_cloud_"))
+)
 
 API_KEY = "test-api-key-0123456789"
 USERNAME = "monitor"

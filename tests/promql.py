@@ -24,9 +24,10 @@ def github_anchor(heading: str) -> str:
     return anchor.replace(" ", "-")
 
 
-# The public contract's metrics and their types. The collector is the source of truth for the
-# names it already defines; names of 0.2 it does not define yet are accepted from this list, so
-# rules and dashboards can be written against the contract while the collector catches up.
+# The public contract's metrics and their types. The metric table (output/families.py) is the
+# source of truth for the names it already defines; names it does not define yet are accepted
+# from this list, so rules and dashboards can be written against the contract while the table
+# catches up.
 CONTRACT_METRICS: dict[str, str] = {
     "whatsapp_up": "gauge",
     "whatsapp_free_space_bytes": "gauge",
@@ -63,8 +64,8 @@ CONTRACT_METRICS: dict[str, str] = {
 }
 
 
-def collector_metric_types() -> dict[str, str]:
-    """Name -> type ("gauge", "counter") of the families the collector defines."""
+def table_metric_types() -> dict[str, str]:
+    """Name -> type ("gauge", "counter") of the families the metric table defines."""
     types = {
         name: str(getattr(family, "kind", None) or getattr(family, "type", ""))
         for name, family in families.FAMILIES.items()
@@ -74,8 +75,8 @@ def collector_metric_types() -> dict[str, str]:
     return types
 
 
-COLLECTOR_METRICS = collector_metric_types()
-METRIC_TYPES: dict[str, str] = {**CONTRACT_METRICS, **COLLECTOR_METRICS}
+TABLE_METRICS = table_metric_types()
+METRIC_TYPES: dict[str, str] = {**CONTRACT_METRICS, **TABLE_METRICS}
 KNOWN_METRICS = frozenset(METRIC_TYPES)
 
 PROMQL_WORDS = frozenset(

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from tests.promql import (
-    COLLECTOR_METRICS,
     CONTRACT_METRICS,
     KNOWN_METRICS,
     RULES,
     RUNBOOK,
     RUNBOOK_URL,
+    TABLE_METRICS,
     github_anchor,
     metric_names,
     promtool,
@@ -140,6 +140,14 @@ BROKEN_RULES = {
     "the build expiry forgotten with the withdrawn series": (
         "last_over_time(job_target:whatsapp_build_expiry_timestamp_seconds:min[1h])",
         "last_over_time(whatsapp_build_expiry_timestamp_seconds[1h])",
+    ),
+    "the expiry carried for an hour after the sidecar Pod is gone": (
+        "            and on (job, target)\n              whatsapp_up\n",
+        "            and on (job, target)\n              last_over_time(whatsapp_up[1h])\n",
+    ),
+    "one ExporterDown per WhatsApp target in the per-target mode": (
+        'expr: up{job="whatsapp-support-exporter",target=""} == 0',
+        'expr: up{job="whatsapp-support-exporter"} == 0',
     ),
     "a shard counted once per exporter": (
         "max by (job, target, host, container_id, shard) (whatsapp_shard_owned)",
@@ -282,10 +290,10 @@ def test_known_metrics_include_the_0_2_contract_names() -> None:
     } <= KNOWN_METRICS
 
 
-def test_the_contract_and_the_collector_agree_on_metric_types() -> None:
+def test_the_contract_and_the_metric_table_agree_on_metric_types() -> None:
     disagree = {
         name: (CONTRACT_METRICS[name], kind)
-        for name, kind in COLLECTOR_METRICS.items()
+        for name, kind in TABLE_METRICS.items()
         if name in CONTRACT_METRICS and kind != CONTRACT_METRICS[name]
     }
     assert disagree == {}

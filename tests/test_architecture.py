@@ -72,14 +72,48 @@ def test_no_module_of_the_exporter_imports_one_that_imports_it_back() -> None:
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
-    assert cycle({"store": {"collector"}, "collector": {"store"}}) == [
-        "collector",
+    assert cycle({"store": {"families"}, "families": {"store"}}) == [
+        "families",
         "store",
-        "collector",
+        "families",
     ]
 
 
-def test_the_store_knows_no_renderer_and_the_collector_no_store() -> None:
+# The subpackages, top to bottom: a module may import its own layer and the layers below it.
+# The command line builds everything; the web endpoint serves what the fleet polls; the fleet
+# schedules polls and hands answers to the output path; the upstream clients know nothing above.
+LAYERS = ("cli", "web", "fleet", "output", "upstream")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from a lower layer into a higher one, as ``importer -> imported``."""
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+
+    def layer(module: str) -> int | None:
+        return rank.get(module.split(".")[0])
+
+    wrong = []
+    for module, imported in sorted(graph.items()):
+        here = layer(module)
+        for other in sorted(imported):
+            there = layer(other)
+            if here is not None and there is not None and there < here:
+                wrong.append(f"{module} -> {other}")
+    return wrong
+
+
+def test_imports_point_down_the_layers_cli_web_fleet_output_upstream() -> None:
+    graph = import_graph()
+    assert {module.split(".")[0] for module in graph} >= set(LAYERS)
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_finds_an_import_that_points_up() -> None:
+    graph = {"fleet.poller": {"cli.settings", "output.store"}, "cli.main": {"fleet.poller"}}
+    assert upward_imports(graph) == ["fleet.poller -> cli.settings"]
+
+
+def test_the_store_knows_no_renderer_and_the_metric_table_no_store() -> None:
     graph = import_graph()
     assert "output.families" not in graph["output.store"]
     assert "output.store" not in graph["output.families"]

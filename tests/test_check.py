@@ -83,6 +83,11 @@ async def test_check_exits_0_with_a_row_per_container_when_every_target_answers(
     assert len(two) == len(containers) > 1
     for container in containers:
         assert any(f"{container.hostname}:{container.container_id}" in row for row in two)
+    header_full = out.splitlines()[0].split("  ")
+    assert [h.strip() for h in header_full if h.strip()][-3:] == ["role", "gateway", "notes"]
+    # role from /v1/support and gateway from /v1/health, per container
+    assert any("coreapp" in row and " connected" in row for row in two)
+    assert any("primary_master" in row for row in two)
     assert out.rstrip().endswith("2 of 2 targets answered.")
     assert "\033" not in out  # a pipe is not a terminal: no colour codes
     for secret in (KEY_A, PASSWORD_B):
@@ -124,6 +129,22 @@ def test_check_exits_2_with_one_line_on_a_bad_setting(
     assert len(err.splitlines()) == 1 and names in err, err
 
 
+def test_check_warns_first_of_a_misspelt_variable_naming_the_right_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [k for k in os.environ if k.startswith("WA_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WA_TARGET", "x=http://127.0.0.1:1")
+    monkeypatch.setenv("WA_API_KEY", API_KEY)
+    assert main(["--target", "closed=http://127.0.0.1:1", "--poll.timeout", "2s"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == (
+        "whatsapp-support-exporter check: warning: unknown variable WA_TARGET is ignored;"
+        " did you mean WA_TARGETS?"
+    )
+    assert "closed" in out
+
+
 def test_check_exits_2_naming_the_file_and_place_of_a_bad_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,8 +165,8 @@ class Terminal(io.StringIO):
 
 
 TABLE: list[tuple[str, ...]] = [
-    ("ok", "", "up", "30.0 days", "UP", "1.0 GiB", ""),
-    ("bad", "", "down", "", "", "", "x"),
+    ("ok", "", "up", "30.0 days", "UP", "3.0 GiB", "", "", ""),
+    ("bad", "", "down", "", "", "", "", "", "x"),
 ]
 
 

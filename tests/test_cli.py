@@ -53,6 +53,22 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
         P + "WA_PASSWORD_FILE: WA_PASSWORD and WA_PASSWORD_FILE are both set",
     ),
     "no-targets": ({}, [], P + "WA_TARGETS (--target): at least one target is required"),
+    "wa-target-singular": (
+        {"WA_TARGET": "wa=http://127.0.0.1:9"},
+        [],
+        P + "WA_TARGETS (--target): at least one target is required (or --config.file, or"
+        " --demo) (WA_TARGET is set: did you mean WA_TARGETS?)",
+    ),
+    "unknown-flag": (
+        {"WA_TARGETS": T},
+        ["--poll.intervall", "30s"],
+        "unknown flag --poll.intervall; did you mean --poll.interval?",
+    ),
+    "flag-without-its-value": (
+        {"WA_TARGETS": T},
+        ["--poll.interval"],
+        "invalid flag: argument --poll.interval: expected one argument",
+    ),
     "empty-targets": ({"WA_TARGETS": " , "}, [], P + "WA_TARGETS (--target): "),
     "ftp-url": ({"WA_TARGETS": "wa=ftp://wa.example:21"}, [], P + "WA_TARGETS (--target): "),
     "url-without-scheme": ({"WA_TARGETS": "wa.example"}, [], P + "WA_TARGETS (--target): "),
@@ -154,7 +170,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "missing-ca-file": (
         {"WA_TARGETS": T, "WA_TLS_CA_FILE": "{tmp}/nope.pem"},
         [],
-        P + "WA_TLS_CA_FILE (--tls.ca-file): {tmp}/nope.pem is not a readable file",
+        P + "WA_TLS_CA_FILE (--tls.ca-file): {tmp}/nope.pem: file not found",
     ),
     "ca-file-not-pem": (
         {"WA_TARGETS": T, "WA_TLS_CA_FILE": "{tmp}/garbage.txt"},
@@ -164,7 +180,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "missing-api-key-file": (
         {"WA_TARGETS": T, "WA_API_KEY_FILE": "{tmp}/nope.key"},
         [],
-        P + "WA_API_KEY_FILE: cannot read {tmp}/nope.key: FileNotFoundError",
+        P + "WA_API_KEY_FILE: cannot read {tmp}/nope.key: file not found",
     ),
     "short-key-in-file": (
         {"WA_TARGETS": T, "WA_API_KEY_FILE": "{tmp}/short.key"},
@@ -224,7 +240,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "missing-config-file": (
         {},
         [CFG, "{tmp}/nope.yml"],
-        P + "WA_CONFIG_FILE (--config.file): {tmp}/nope.yml is not a readable file",
+        P + "WA_CONFIG_FILE (--config.file): {tmp}/nope.yml: file not found",
     ),
     "config-unknown-auth": (
         {},
@@ -336,6 +352,7 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
 
 PROCESS_CASES = [
     "no-targets",
+    "unknown-flag",
     "api-key-too-short",
     "ca-file-not-pem",
     "web-config-unknown-key",
@@ -432,6 +449,53 @@ def test_sigterm_stops_the_demo_quickly_and_cleanly() -> None:
     assert code == 0, err
     assert took < 5.0
     assert "Traceback" not in err
+
+
+def test_the_demo_warns_first_of_a_misspelt_variable_naming_the_right_one() -> None:
+    proc, _ = start_exporter(["--demo"], WA_TARGET="wa=http://127.0.0.1:9")
+    code, _, err = stop(proc)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "unknown variable WA_TARGET is ignored; did you mean WA_TARGETS?" in lines[0], err
+
+
+def test_the_web_config_headers_are_sent_by_the_running_exporter(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("http_server_config:\n  headers: {X-Frame-Options: deny}\n")
+    proc, base = start_exporter(["--web.config.file", str(web)], WA_TARGETS=T)
+    try:
+        for path in ("/-/healthy", "/metrics", "/"):
+            with urllib.request.urlopen(base + path, timeout=2) as resp:
+                assert resp.headers["X-Frame-Options"] == "deny", path
+    finally:
+        stop(proc)
+
+
+def test_help_names_the_check_command_and_the_credential_variables() -> None:
+    out = subprocess.run(
+        [PYTHON, "-m", "whatsapp_support_exporter", "--help"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.startswith("usage: whatsapp-support-exporter [-h]")
+    assert "\n  check  " in out
+    for variable in ("WA_API_KEY", "WA_API_KEY_FILE", "WA_USERNAME", "WA_PASSWORD_FILE"):
+        assert f"\n  {variable} " in out, variable
+
+
+def test_check_help_is_the_usage_of_check() -> None:
+    out = subprocess.run(
+        [PYTHON, "-m", "whatsapp_support_exporter", "check", "--help"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.startswith("usage: whatsapp-support-exporter check [-h]")
+    assert "poll every target once" in out and "Exit 0 when every target answered" in out
+    assert "--config.file FILE" in out
 
 
 def test_sigterm_cancels_a_poll_hanging_on_the_upstream(hanging_upstream: socket.socket) -> None:

@@ -12,8 +12,8 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target, TLSOptions
 
 ROOT = Path(__file__).parent.parent
@@ -141,7 +141,22 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "unknown-target-key": (
         f"targets: [{{name: a, url: '{T}', urll: x}}]",
         None,
-        "{cfg}: targets[0].urll: unknown key",
+        "{cfg}: targets[0].urll: unknown key; did you mean url?",
+    ),
+    "target-instead-of-targets": (
+        f"target: [{{url: '{T}'}}]",
+        None,
+        "{cfg}: target: unknown key; did you mean targets?",
+    ),
+    "misspelt-auth-key": (
+        f"auths: {{prod: {{apikey_file: key}}}}\ntargets: [{{url: '{T}', auth: prod}}]",
+        None,
+        "{cfg}: auths.prod.apikey_file: unknown key; did you mean api_key_file?",
+    ),
+    "misspelt-tls-key": (
+        f"targets: [{{url: '{T}', tls_config: {{cafile: ca.pem}}}}]",
+        None,
+        "{cfg}: targets[0].tls_config.cafile: unknown key; did you mean ca_file?",
     ),
     "missing-url": ("targets: [{name: a}]", None, "{cfg}: targets[0].url: is required"),
     "empty-name": (
@@ -176,9 +191,10 @@ BAD: dict[str, tuple[str, str | None, str]] = {
         '{cfg}: targets[1]: target name "a" is also defined at {cfg}: targets[0]',
     ),
     "duplicate-default-name": (
-        f"targets: [{{url: '{T}'}}, {{url: '{T}/'}}]",
+        f"targets: [{{url: '{T}/a'}}, {{url: '{T}/b'}}]",
         None,
-        '{cfg}: targets[1]: target name "wa.example:443" is also defined at {cfg}: targets[0]',
+        '{cfg}: targets[1]: target name "wa.example:443" is also defined at {cfg}: targets[0]'
+        " (a name defaults to host:port: name each target, name=url or name:)",
     ),
     "duplicate-of-wa-targets": (
         "targets: [{name: env, url: 'https://other.example'}]",
@@ -193,7 +209,7 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "missing-secret-file": (
         f"auths: {{prod: {{api_key_file: nope}}}}\ntargets: [{{url: '{T}'}}]",
         None,
-        "{cfg}: auths.prod.api_key_file: cannot read {tmp}/nope: FileNotFoundError",
+        "{cfg}: auths.prod.api_key_file: cannot read {tmp}/nope: file not found",
     ),
     "short-key-in-file": (
         f"auths: {{prod: {{api_key_file: short}}}}\ntargets: [{{url: '{T}'}}]",
@@ -204,7 +220,7 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "missing-password-file": (
         f"auths: {{prod: {{username: u, password_file: /nonexistent/pw}}}}\ntargets: [{{url: '{T}'}}]",
         None,
-        "{cfg}: auths.prod.password_file: cannot read /nonexistent/pw: FileNotFoundError",
+        "{cfg}: auths.prod.password_file: cannot read /nonexistent/pw: file not found",
     ),
     "short-inline-key": (
         f"auths: {{prod: {{api_key: shortkey}}}}\ntargets: [{{url: '{T}'}}]",
@@ -219,12 +235,12 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "username-without-password": (
         f"auths: {{prod: {{username: monitoring}}}}\ntargets: [{{url: '{T}'}}]",
         None,
-        "{cfg}: auths.prod: username and password (or password_file) go together",
+        "{cfg}: auths.prod: username needs password or password_file",
     ),
     "password-without-username": (
         f"auths: {{prod: {{password: hunter2}}}}\ntargets: [{{url: '{T}'}}]",
         None,
-        "{cfg}: auths.prod: username and password (or password_file) go together",
+        "{cfg}: auths.prod: a password is set but username is not",
     ),
     "empty-auth": (
         f"auths: {{prod: {{}}}}\ntargets: [{{url: '{T}'}}]",
@@ -240,12 +256,12 @@ BAD: dict[str, tuple[str, str | None, str]] = {
         f"targets: [{{url: '{T}', tls_config: {{ca_file: garbage.pem}}}}]",
         None,
         "{cfg}: targets[0].tls_config.ca_file: {tmp}/garbage.pem holds no usable CA"
-        " certificate (SSLError)",
+        " certificate (PEM)",
     ),
     "missing-ca-file": (
         f"targets: [{{url: '{T}', tls_config: {{ca_file: nope.pem}}}}]",
         None,
-        "{cfg}: targets[0].tls_config.ca_file: {tmp}/nope.pem is not a readable file",
+        "{cfg}: targets[0].tls_config.ca_file: {tmp}/nope.pem: file not found",
     ),
     "skip-verify-not-a-boolean": (
         f"targets: [{{url: '{T}', tls_config: {{insecure_skip_verify: maybe}}}}]",
@@ -262,6 +278,18 @@ BAD: dict[str, tuple[str, str | None, str]] = {
         f"targets: [{{url: '{T}', labels: {{target: x}}}}]",
         None,
         '{cfg}: targets[0].labels: "target" cannot be a label here',
+    ),
+    "job-label": (
+        f"targets: [{{url: '{T}', labels: {{job: payments}}}}]",
+        None,
+        '{cfg}: targets[0].labels: "job" is set by Prometheus on every scrape (yours would'
+        " become exported_job); choose another name",
+    ),
+    "instance-label-in-a-target-file": (
+        "target_files: [t/*.yml]",
+        "- targets: [https://a.example]\n  labels: {instance: a}",
+        '{tmp}/t/a.yml: [0].labels: "instance" is set by Prometheus on every scrape (yours'
+        " would become exported_instance); choose another name",
     ),
     "auth-label-on-a-listed-target": (
         f"targets: [{{url: '{T}', labels: {{auth: prod}}}}]",
@@ -307,7 +335,7 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "target-file-unknown-key": (
         "target_files: [t/*.yml]",
         "- targets: [https://a.example]\n  label: {env: prod}",
-        "{tmp}/t/a.yml: [0].label: unknown key",
+        "{tmp}/t/a.yml: [0].label: unknown key; did you mean labels?",
     ),
     "target-file-bad-url": (
         "target_files: [t/*.yml]",
@@ -361,7 +389,7 @@ def test_a_configuration_file_removed_after_start_is_a_refused_reload(tmp: Path)
     (tmp / "config.yml").unlink()
     with pytest.raises(ConfigError) as caught:
         load_targets(settings)
-    assert str(caught.value) == f"{tmp}/config.yml: cannot read (FileNotFoundError)"
+    assert str(caught.value) == f"{tmp}/config.yml: file not found"
 
 
 def test_without_a_configuration_file_the_environment_is_the_fleet() -> None:

@@ -20,11 +20,11 @@ from typing import Any
 import promql_parser as pp
 import pytest
 
+from tests.conftest import DATA_FAMILIES
 from tests.promql import KNOWN_METRICS, mapping_text
 from whatsapp_support_exporter.cli.settings import load_settings
 from whatsapp_support_exporter.output.families import (
     API_STATUSES,
-    DATA_FAMILIES,
     GATEWAY_STATES,
     ROLES,
     SOCKET_STATES,
@@ -601,3 +601,26 @@ def test_container_totals_count_a_cluster_container_once_whoever_exports_it(
     expr = panels["Sockets connected"]["targets"][0]["expr"]
     assert "max by (job, target, host, container_id)" in expr
     assert re.search(r'max by \(job, instance, target\) \([^)]*host=""', expr)
+
+
+def test_clock_skew_is_a_window_average_against_the_two_second_and_alert_thresholds(
+    panels: dict[str, Panel],
+) -> None:
+    """One reading jumps between 0 and -1 s (device_iso8601 has whole seconds): the panel
+    averages over minutes and marks where a clock is off, ±2 s and the alert's ±60 s."""
+    panel = panels["Clock skew (5 min average)"]
+    (node,) = [
+        n
+        for n, _ in walk(pp.parse(substitute(panel["targets"][0]["expr"])))
+        if isinstance(n, pp.Call) and n.func.name == "avg_over_time"
+    ]
+    (window,) = [a.range for a in node.args if isinstance(a, pp.MatrixSelector)]
+    assert window >= timedelta(minutes=5)
+    defaults = panel["fieldConfig"]["defaults"]
+    colors = {s["value"]: s["color"] for s in defaults["thresholds"]["steps"]}
+    assert colors == {None: "red", -60: "orange", -2: "green", 2: "orange", 60: "red"}
+    assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
+    assert defaults["custom"]["axisSoftMin"] <= -2 and defaults["custom"]["axisSoftMax"] >= 2
+    alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    skew_alert = alerts.split("alert: WhatsAppClockSkew")[1].split("for:")[0]
+    assert "abs(whatsapp_clock_skew_seconds)) > 60" in skew_alert

@@ -190,6 +190,46 @@ def test_healthcheck_defaults_to_the_exporters_port() -> None:
     assert f"':{EXPORTER_PORT}'" in script and "/-/healthy" in script
 
 
+def runtime_environment() -> dict[str, str]:
+    """The ENV of the image's last stage."""
+    instructions = dockerfile_instructions()
+    last = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    found: dict[str, str] = {}
+    for rest in only(instructions[last:], "ENV"):
+        for word in shlex.split(rest):
+            name, _, value = word.partition("=")
+            found[name] = value
+    return found
+
+
+def test_image_listens_on_every_interface_so_a_published_port_reaches_it() -> None:
+    address = runtime_environment()["WA_WEB_LISTEN_ADDRESS"]
+    host, _, port = address.rpartition(":")
+    assert host == "" and port == str(EXPORTER_PORT)  # no host: every interface
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"), [(True, f":{EXPORTER_PORT}"), (False, f"127.0.0.1:{EXPORTER_PORT}")]
+)
+async def test_the_demo_listens_where_the_image_says_and_on_loopback_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, image: bool, expected: str
+) -> None:
+    """`docker run -p 10042:10042 IMAGE --demo` must be reachable: the image's listen address
+    wins over the demo's loopback default, which stays for a demo on a workstation."""
+    from whatsapp_support_exporter.cli.main import start_demo_simulator
+    from whatsapp_support_exporter.cli.settings import load_settings
+
+    for name in [n for n in os.environ if n.startswith("WA_")]:
+        monkeypatch.delenv(name)
+    if image:
+        monkeypatch.setenv("WA_WEB_LISTEN_ADDRESS", runtime_environment()["WA_WEB_LISTEN_ADDRESS"])
+    settings, _targets, runner = await start_demo_simulator(load_settings(["--demo"]))
+    try:
+        assert settings.listen_address == expected
+    finally:
+        await runner.cleanup()
+
+
 def test_dockerfile_build_steps_install_the_console_script(tmp_path: Path) -> None:
     """Replays the build stage: copy what it copies, make the venv, pip install as it does."""
     instructions = dockerfile_instructions()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from whatsapp_support_exporter.cli.settings import FLAGS, Settings, env_name, env_names
+from whatsapp_support_exporter.fleet.options import OPTIONS
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.families import FAMILIES, METRIC_NAMES
 
 ROOT = Path(__file__).parent.parent
@@ -23,7 +24,7 @@ def codes(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
-def test_metrics_table_lists_exactly_the_collector_metrics_with_types_and_labels() -> None:
+def test_metrics_table_lists_exactly_the_metric_table_families_with_types_and_labels() -> None:
     rows = table_after("Metrics")
     documented = {codes(row[0])[0]: (row[1], tuple(codes(row[2]))) for row in rows}
     assert list(documented) == list(METRIC_NAMES)
@@ -36,12 +37,13 @@ def test_metrics_table_lists_exactly_the_collector_metrics_with_types_and_labels
 def test_configuration_table_lists_every_setting_with_its_flag() -> None:
     rows = table_after("Configuration")
     variables = {codes(row[0])[0]: (codes(row[1]), codes(row[2])) for row in rows}
-    assert set(variables) == {env_name(name) for name in Settings.model_fields}
-    for name in Settings.model_fields:
-        aliases, _ = variables[env_name(name)]
-        assert set(aliases) == set(env_names(name)) - {env_name(name)}, name
-    for flag, (field, _) in FLAGS.items():
-        assert flag in variables[env_name(field)][1], flag
+    assert set(OPTIONS) == set(Settings.model_fields)
+    assert set(variables) == {option.variable for option in OPTIONS.values()}
+    for option in OPTIONS.values():
+        aliases, flags = variables[option.variable]
+        assert set(aliases) == set(option.variables[1:]), option.field
+        if option.flag is not None:
+            assert option.flag in flags, option.flag
     assert variables["WA_TARGETS"][1] == ["--target"]
 
 

@@ -262,6 +262,36 @@ async def test_a_redirect_is_an_http_error_and_the_credential_is_not_followed(
     assert seen == []
 
 
+async def test_our_own_fault_is_counted_as_internal_not_the_upstreams_and_logged_once(
+    harness: HarnessFactory,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim.add_instance("wa", "single")
+    h: Harness = harness("wa")
+
+    async def buggy(**_: Any) -> Any:
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(h.client, "attempt", buggy)
+    with caplog.at_level(logging.INFO, logger="whatsapp_support_exporter"):
+        await h.poll()
+        await h.poll()
+    text = h.metrics()
+    assert poll_errors(text) == {r: (2.0 if r == "internal" else 0.0) for r in ERROR_REASONS}
+    assert h.snapshot.last_error == "internal"
+    logged = [r for r in caplog.records if r.name.startswith("whatsapp_support_exporter")]
+    assert [(r.levelno, r.getMessage()) for r in logged] == [
+        (logging.ERROR, "poll failed inside the exporter")
+    ]
+    assert logged[0].exc_info is not None and "a bug of ours" in caplog.text
+
+    monkeypatch.undo()
+    await h.poll()
+    assert up(h.metrics()) == 1
+
+
 async def test_a_crashing_poll_costs_one_poll_not_the_target(
     harness: HarnessFactory, sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

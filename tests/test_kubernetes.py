@@ -29,6 +29,7 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 GENERATOR = KUBERNETES / "generate-prometheusrule.py"
 DEPLOYING = ROOT / "docs" / "deploying.md"
 SIDECAR = KUBERNETES / "sidecar"
+SIDECAR_LOGIN = KUBERNETES / "sidecar-login"
 SIDECAR_LABEL = ("whatsapp-support-exporter/sidecar", "true")
 BUILDS = ["central", "sharded", "rules", "examples/sidecar", "examples/per-target"]
 OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScrapeConfig"}
@@ -162,12 +163,13 @@ def validate_operator_resource(resource: Resource) -> None:
                 assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}
         return
     if kind == "ScrapeConfig":
-        assert spec["httpSDConfigs"] or spec["staticConfigs"]
+        assert spec.get("httpSDConfigs") or spec.get("staticConfigs")
         for sd in spec.get("httpSDConfigs", []):
             assert set(sd) <= {"url", "refreshInterval", "tlsConfig", "basicAuth"}
             assert re.fullmatch(r"https?://.+", sd["url"])
         assert re.fullmatch(r"\d+[smh]", spec["scrapeInterval"])
         validate_relabelings(spec.get("relabelings", []))
+        validate_relabelings(spec.get("metricRelabelings", []))
         return
     endpoint_fields = {
         "port",
@@ -247,10 +249,26 @@ def other_webapp_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(other_webapp_overlay: Path) -> dict[str, list[Resource]]:
-    """The resources of each kit and example, and of the user's overlay ("acme")."""
+def other_webapp_login_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same user's kustomization with the sidecar and the sidecar-login Components."""
+    directory = tmp_path_factory.mktemp("acme-login-overlay")
+    (directory / "webapp.yaml").write_text(OTHER_WEBAPP)
+    components = [os.path.relpath(c, directory) for c in (SIDECAR, SIDECAR_LOGIN)]
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": ["webapp.yaml"], "components": components})
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def built(
+    other_webapp_overlay: Path, other_webapp_login_overlay: Path
+) -> dict[str, list[Resource]]:
+    """The resources of each kit and example, and of the user's overlays ("acme", with the
+    login "acme-login")."""
     kits = {name: kustomize_build(KUBERNETES / name) for name in BUILDS}
     kits["acme"] = kustomize_build(other_webapp_overlay)
+    kits["acme-login"] = kustomize_build(other_webapp_login_overlay)
     return kits
 
 
@@ -262,8 +280,8 @@ def workloads(built: dict[str, list[Resource]]) -> list[Resource]:
 @pytest.fixture(scope="module")
 def exporter_containers(workloads: list[Resource]) -> list[dict[str, Any]]:
     found = [c for w in workloads for c in pod_spec(w)["containers"] if is_exporter(c)]
-    # central, sharded, per-target (sharded), the example sidecar, acme's sidecar
-    assert len(found) == 5
+    # central, sharded, per-target (sharded), the example sidecar, acme's two sidecars
+    assert len(found) == 6
     return found
 
 
@@ -289,7 +307,7 @@ def walk_kustomizations() -> Iterator[Path]:
 
 
 def test_every_kustomization_is_built_or_used_as_a_component_by_a_build() -> None:
-    covered = {KUBERNETES / name for name in BUILDS} | {SIDECAR}
+    covered = {KUBERNETES / name for name in BUILDS} | {SIDECAR, SIDECAR_LOGIN}
     assert set(walk_kustomizations()) == covered
 
 
@@ -305,15 +323,16 @@ def test_every_file_in_a_kit_is_used_by_its_kustomization() -> None:
             assert (directory / name).exists(), f"{directory}: {name} does not exist"
 
 
-def test_the_sidecar_kit_is_a_kustomize_component() -> None:
-    kustomization = yaml.safe_load((SIDECAR / "kustomization.yaml").read_text())
+@pytest.mark.parametrize("component", [SIDECAR, SIDECAR_LOGIN], ids=lambda p: p.name)
+def test_the_sidecar_kits_are_kustomize_components(component: Path) -> None:
+    kustomization = yaml.safe_load((component / "kustomization.yaml").read_text())
     assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1alpha1"
     assert kustomization["kind"] == "Component"
     for patch in kustomization["patches"]:
         assert patch["target"]["labelSelector"] == "=".join(SIDECAR_LABEL)
 
 
-@pytest.mark.parametrize("name", [*BUILDS, "acme"])
+@pytest.mark.parametrize("name", [*BUILDS, "acme", "acme-login"])
 def test_built_resources_pass_strict_kubernetes_validation(
     built: dict[str, list[Resource]], name: str
 ) -> None:
@@ -355,7 +374,7 @@ def test_strict_validation_rejects_an_unknown_field(built: dict[str, list[Resour
 def test_operator_resource_check_rejects_an_unknown_field(
     built: dict[str, list[Resource]], name: str, kind: str, spoil: Any
 ) -> None:
-    resource = copy.deepcopy(one(built[name], kind))
+    resource = copy.deepcopy(of_kind(built[name], kind)[0])
     spoil(resource["spec"])
     with pytest.raises(AssertionError):
         validate_operator_resource(resource)
@@ -439,7 +458,12 @@ def test_secrets_reach_the_exporter_as_files_never_as_variables(
     for container in exporter_containers:
         variables = {e["name"] for e in container["env"]}
         assert not variables & {"WA_API_KEY", "WA_PASSWORD"}
-        assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container["env"])
+        # Only the login's username (not a secret) may come from a Secret as a variable.
+        from_secrets = {
+            e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert from_secrets <= {"WA_USERNAME"}
+        assert not any("secretRef" in source for source in container.get("envFrom", []))
 
 
 # --- the sidecar Component ------------------------------------------------------------------------
@@ -490,6 +514,69 @@ def test_example_webapp_takes_the_same_key_from_the_same_secret(
     (webapp,) = [c for c in pod_spec(deployment)["containers"] if c["name"] == "webapp"]
     (key,) = [e for e in webapp["env"] if e["name"] == "WA_API_KEY"]
     assert key["valueFrom"]["secretKeyRef"] == {"name": "whatsapp-api-key", "key": "api-key"}
+
+
+def secret_file(deployment: Resource, path: str) -> tuple[str, str]:
+    """(Secret name, key) of the file at ``path`` in the exporter of ``deployment``."""
+    spec, exporter = pod_spec(deployment), exporter_of(deployment)
+    (mount,) = [
+        m for m in exporter["volumeMounts"] if PurePosixPath(path).is_relative_to(m["mountPath"])
+    ]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    relative = str(PurePosixPath(path).relative_to(mount["mountPath"]))
+    items = {i["path"]: i["key"] for i in volume["secret"]["items"]}
+    return volume["secret"]["secretName"], items[relative]
+
+
+def exporter_environment(resources: list[Resource], deployment: Resource) -> dict[str, Any]:
+    """The exporter's variables as the kubelet sets them: envFrom ConfigMaps of the build
+    (optional ones may be missing), then env (values, or the valueFrom)."""
+    exporter = exporter_of(deployment)
+    maps = {r["metadata"]["name"]: r.get("data", {}) for r in of_kind(resources, "ConfigMap")}
+    found: dict[str, Any] = {}
+    for source in exporter.get("envFrom", []):
+        ref = source["configMapRef"]
+        assert ref["name"] in maps or ref.get("optional") is True, ref
+        found.update(maps.get(ref["name"], {}))
+    for entry in exporter["env"]:
+        found[entry["name"]] = entry.get("value", entry.get("valueFrom"))
+    return found
+
+
+def test_sidecar_login_component_gives_the_exporter_a_login_from_the_same_secret(
+    built: dict[str, list[Resource]],
+) -> None:
+    resources = built["acme-login"]
+    (deployment,) = [
+        d for d in of_kind(resources, "Deployment") if d["metadata"]["name"] == "acme-wa-api"
+    ]
+    variables = exporter_environment(resources, deployment)
+    assert variables["WA_USERNAME"]["secretKeyRef"] == {
+        "name": "whatsapp-api-key",
+        "key": "username",
+        "optional": True,
+    }
+    assert secret_file(deployment, variables["WA_PASSWORD_FILE"]) == (
+        "whatsapp-api-key",
+        "password",
+    )
+    assert secret_file(deployment, variables["WA_API_KEY_FILE"]) == ("whatsapp-api-key", "api-key")
+    # The user's container stays first.
+    assert [c["name"] for c in pod_spec(deployment)["containers"]] == ["api", "wa-exporter"]
+
+
+def test_sidecar_without_the_login_component_sets_no_password_and_needs_no_login_keys(
+    sidecar_pods: list[Resource], built: dict[str, list[Resource]]
+) -> None:
+    for deployment, name in zip(sidecar_pods, ("examples/sidecar", "acme"), strict=True):
+        variables = exporter_environment(built[name], deployment)
+        assert "WA_PASSWORD_FILE" not in variables
+        # The username key is optional: a Secret with the API key alone starts the Pod.
+        assert variables["WA_USERNAME"]["secretKeyRef"]["optional"] is True
+        volume = next(
+            v for v in pod_spec(deployment)["volumes"] if v["name"] == "wa-exporter-api-key"
+        )
+        assert [i["key"] for i in volume["secret"]["items"]] == ["api-key"]
 
 
 def test_sidecar_keeps_the_users_volumes_labels_and_selector(
@@ -681,22 +768,49 @@ def test_per_target_example_discovers_every_replica_and_drops_the_pod_monitor(
     resources = built["examples/per-target"]
     assert not of_kind(resources, "PodMonitor"), "the targets would be scraped twice"
     statefulset, service = one(resources, "StatefulSet"), one(resources, "Service")
-    scrape = one(resources, "ScrapeConfig")
+    scrapes = {r["metadata"]["name"]: r["spec"] for r in of_kind(resources, "ScrapeConfig")}
+    per_target = scrapes["whatsapp-support-exporter"]
+    exporters = scrapes["whatsapp-support-exporter-exporters"]
     namespace = statefulset["metadata"]["namespace"]
     name, replicas = statefulset["metadata"]["name"], statefulset["spec"]["replicas"]
-    expected = [
-        f"http://{name}-{i}.{service['metadata']['name']}.{namespace}.svc:{EXPORTER_PORT}/sd"
+    addresses = [
+        f"{name}-{i}.{service['metadata']['name']}.{namespace}.svc:{EXPORTER_PORT}"
         for i in range(replicas)
     ]
-    assert [sd["url"] for sd in scrape["spec"]["httpSDConfigs"]] == expected
-    assert scrape["spec"]["metricsPath"] == "/metrics"
-    relabelings = scrape["spec"]["relabelings"]
+    assert [sd["url"] for sd in per_target["httpSDConfigs"]] == [
+        f"http://{a}/sd" for a in addresses
+    ]
+    assert per_target["metricsPath"] == exporters["metricsPath"] == "/metrics"
+    # Each scrape is told apart by its target's name; the scraped `target` is kept as it is.
+    assert per_target["honorLabels"] is True
     assert {
         "action": "replace",
         "sourceLabels": ["__param_target"],
-        "targetLabel": "instance",
-    } in relabelings
-    assert JOB_RELABELING in relabelings
+        "targetLabel": "target",
+    } in per_target["relabelings"]
+    assert not [r for r in per_target["relabelings"] if r.get("targetLabel") == "instance"]
+    assert JOB_RELABELING in per_target["relabelings"]
+
+
+def test_per_target_example_still_scrapes_each_exporters_own_series_once(
+    built: dict[str, list[Resource]],
+) -> None:
+    """The reload and sharding alerts and the dashboard's exporter row need them; the targets'
+    series are dropped there (the per-target scrapes have them), `instance` is the same."""
+    scrapes = {
+        r["metadata"]["name"]: r["spec"]
+        for r in of_kind(built["examples/per-target"], "ScrapeConfig")
+    }
+    per_target = scrapes["whatsapp-support-exporter"]
+    exporters = scrapes["whatsapp-support-exporter-exporters"]
+    (static,) = exporters["staticConfigs"]
+    assert [f"http://{a}/sd" for a in static["targets"]] == [
+        sd["url"] for sd in per_target["httpSDConfigs"]
+    ]
+    assert exporters["metricRelabelings"] == [
+        {"action": "drop", "sourceLabels": ["target"], "regex": ".+"}
+    ]
+    assert JOB_RELABELING in exporters["relabelings"]
 
 
 # --- alerting rules -------------------------------------------------------------------------------
@@ -733,9 +847,143 @@ def test_generator_check_notices_an_edited_prometheus_rule(tmp_path: Path) -> No
 
 def test_deploying_guide_names_every_kit_and_the_set_image_line() -> None:
     text = DEPLOYING.read_text()
-    for name in ["sidecar", "central", "sharded", *BUILDS[3:]]:
+    for name in ["sidecar", "sidecar-login", "central", "sharded", *BUILDS[3:]]:
         assert f"deploy/kubernetes/{name}" in text, name
     (line,) = re.findall(r"kustomize edit set image (\S+)=(\S+)", text)
     assert line[0] == EXPORTER_IMAGE
     assert re.fullmatch(r"[\w.-]+(:\d+)?/[\w./-]+:\d+\.\d+\.\d+", line[1]), line[1]
     assert "=".join(SIDECAR_LABEL).replace("=", ': "') + '"' in text
+
+
+# --- overlays a user writes -----------------------------------------------------------------------
+
+REMOTE_BASE = (
+    "https://github.com/whatsapp-support-exporter/whatsapp-support-exporter//deploy/kubernetes/"
+)
+
+
+def alert_job() -> str:
+    """The job WhatsAppExporterDown selects."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    (expr,) = [
+        r["expr"] for g in groups for r in g["rules"] if r.get("alert") == "WhatsAppExporterDown"
+    ]
+    (job,) = re.findall(r'job="([^"]+)"', expr)
+    return str(job)
+
+
+def operator_job(resource: Resource, resources: list[Resource]) -> set[str]:
+    """The `job` the Prometheus Operator gives a monitor's scrapes: its default (the Service's
+    name for a ServiceMonitor, namespace/name otherwise), then the monitor's own relabelings."""
+    spec = resource["spec"]
+    namespace = resource["metadata"].get("namespace", "default")
+    if resource["kind"] == "ServiceMonitor":
+        services = [
+            s
+            for s in of_kind(resources, "Service")
+            if selects(spec["selector"]["matchLabels"], s["metadata"]["labels"])
+        ]
+        default = {s["metadata"]["name"] for s in services}
+        endpoints = spec["endpoints"]
+    elif resource["kind"] == "PodMonitor":
+        default = {f"{namespace}/{resource['metadata']['name']}"}
+        endpoints = spec["podMetricsEndpoints"]
+    else:
+        default = {f"scrapeConfig/{namespace}/{resource['metadata']['name']}"}
+        endpoints = [spec]
+    jobs = set()
+    for endpoint in endpoints:
+        relabeled = [
+            r["replacement"]
+            for r in endpoint.get("relabelings", [])
+            if r.get("targetLabel") == "job" and "sourceLabels" not in r
+        ]
+        jobs |= {relabeled[-1]} if relabeled else default
+    return jobs
+
+
+@pytest.mark.parametrize("kit", ["central", "sharded", "examples/per-target", "examples/sidecar"])
+def test_a_name_prefix_overlay_keeps_the_job_the_alerts_select(kit: str, tmp_path: Path) -> None:
+    overlay = tmp_path / "prod"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {"namePrefix": "prod-", "resources": [os.path.relpath(KUBERNETES / kit, overlay)]}
+        )
+    )
+    resources = kustomize_build(overlay)
+    monitors = [r for r in resources if r["kind"] in OPERATOR_KINDS - {"PrometheusRule"}]
+    assert monitors
+    for monitor in monitors:
+        assert monitor["metadata"]["name"].startswith("prod-")
+        assert operator_job(monitor, resources) == {alert_job()}, monitor["kind"]
+
+
+def test_the_job_check_notices_a_monitor_named_after_its_service(tmp_path: Path) -> None:
+    resources = kustomize_build(KUBERNETES / "central")
+    monitor = copy.deepcopy(one(resources, "ServiceMonitor"))
+    for endpoint in monitor["spec"]["endpoints"]:
+        endpoint.pop("relabelings", None)
+    service = one(resources, "Service")
+    service["metadata"]["name"] = "prod-whatsapp-support-exporter"
+    assert operator_job(monitor, resources) == {"prod-whatsapp-support-exporter"}
+
+
+def documented_overlay() -> str:
+    """The remote-base overlay of docs/deploying.md, as written there."""
+    section = DEPLOYING.read_text().split("### Your own configuration, the kit as a remote base")[1]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section.split("\n## ")[0], flags=re.DOTALL)
+    return str(block)
+
+
+USER_CONFIG = """\
+auths:
+  acme:
+    api_key_file: /etc/whatsapp-support-exporter/secrets/acme-api-key
+targets:
+  - name: acme-1
+    url: https://wa.acme.internal:9090
+    auth: acme
+"""
+
+
+def test_the_documented_remote_base_overlay_builds_with_the_users_own_configuration(
+    tmp_path: Path,
+) -> None:
+    text = documented_overlay()
+    assert REMOTE_BASE + "central?ref=v" in text
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    local = os.path.relpath(KUBERNETES / "central", overlay)
+    (overlay / "kustomization.yaml").write_text(
+        re.sub(re.escape(REMOTE_BASE) + r"central\?ref=\S+", local, text)
+    )
+    (overlay / "config.yml").write_text(USER_CONFIG)
+    resources = kustomize_build(overlay)
+    config, files, secret_mount = mounted_config(resources)
+    # The user's file alone: none of the kit's example targets or target files.
+    assert config == yaml.safe_load(USER_CONFIG)
+    assert list(files.values()) == [USER_CONFIG]
+    (config_map,) = of_kind(resources, "ConfigMap")
+    assert config_map["metadata"]["name"] == "prod-whatsapp-support-exporter-config"
+    for path in configured_files(config):
+        assert PurePosixPath(path).parent == PurePosixPath(secret_mount)
+    deployment = one(resources, "Deployment")
+    (secret,) = [
+        v["secret"]["secretName"] for v in pod_spec(deployment)["volumes"] if "secret" in v
+    ]
+    assert f"`{secret}`" in DEPLOYING.read_text().split("### Your own configuration")[1]
+    for resource in resources:
+        if resource["kind"] in OPERATOR_KINDS:
+            assert resource["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert operator_job(one(resources, "ServiceMonitor"), resources) == {alert_job()}
+    for resource in resources:
+        validate_kubernetes(resource)
+
+
+def test_every_operator_resource_says_which_label_kube_prometheus_stack_selects() -> None:
+    """The monitors and the rule carry the `release:` label as a comment, where it goes."""
+    for path in sorted(KUBERNETES.rglob("*.yaml")):
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if any(isinstance(d, dict) and d.get("kind") in OPERATOR_KINDS for d in documents):
+            assert "# release: kube-prometheus-stack" in path.read_text(), path

@@ -1,32 +1,31 @@
-"""The Prometheus configuration examples: promtool accepts them, and the per-target job works.
+"""The Prometheus configuration examples: promtool accepts them, and the per-target setup works.
 
-A real Prometheus runs the per-target job against a stand-in exporter serving /sd and
-/metrics?target=, to show that discovery and relabelling give one scrape per target.
+A real Prometheus runs the per-target setup's two jobs against a real exporter polling the
+simulator: one scrape per target, the exporter's own series still there once, and no label
+written twice.
 """
 
 from __future__ import annotations
 
 import copy
-import http.server
-import json
 import subprocess
-import threading
-import time
-import urllib.parse
-import urllib.request
+import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.deploy_tools import EXPORTER_PORT, KUBERNETES, PROMETHEUS, run, tool
+from tests.test_prometheus_e2e import clean_env, exporter_argv, query, simulator_targets, start
 
 SCRAPE_CONFIG = PROMETHEUS / "scrape-config.yml"
 RULES = PROMETHEUS / "alerts.yml"
 PER_TARGET_JOB = "whatsapp-support-exporter-per-target"
+EXPORTERS_JOB = "whatsapp-support-exporter-per-target-exporters"
 JOB = "whatsapp-support-exporter"
 
 Job = dict[str, Any]
@@ -116,118 +115,150 @@ def test_every_job_ends_up_as_the_job_the_alerts_select() -> None:
         assert (relabeled or [scrape["job_name"]])[-1] == JOB
 
 
-def test_per_target_job_matches_the_operator_scrape_config_example() -> None:
-    plain = job(PER_TARGET_JOB)
-    operator = yaml.safe_load(
-        (KUBERNETES / "examples" / "per-target" / "scrapeconfig.yaml").read_text()
-    )
-    spec = operator["spec"]
+def as_plain(relabelings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Operator relabelings in the spelling of a plain scrape config (action replace implied)."""
+    names = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    return [
+        {names.get(k, k): v for k, v in r.items() if not (k == "action" and v == "replace")}
+        for r in relabelings
+    ]
+
+
+def test_per_target_jobs_match_the_operator_scrape_config_example() -> None:
+    plain, exporters = job(PER_TARGET_JOB), job(EXPORTERS_JOB)
+    operator = {
+        d["metadata"]["name"]: d["spec"]
+        for d in yaml.safe_load_all(
+            (KUBERNETES / "examples" / "per-target" / "scrapeconfig.yaml").read_text()
+        )
+    }
+    spec = operator["whatsapp-support-exporter"]
     assert [sd["url"] for sd in plain["http_sd_configs"]] == [
         sd["url"] for sd in spec["httpSDConfigs"]
     ]
     assert plain["metrics_path"] == spec["metricsPath"]
     assert plain["scrape_interval"] == spec["scrapeInterval"]
-    as_plain = [
-        {
-            {"sourceLabels": "source_labels", "targetLabel": "target_label"}.get(k, k): v
-            for k, v in r.items()
-            if k != "action"
-        }
-        for r in spec["relabelings"]
+    assert plain["honor_labels"] is spec["honorLabels"] is True
+    assert as_plain(spec["relabelings"]) == plain["relabel_configs"]
+    spec = operator["whatsapp-support-exporter-exporters"]
+    assert exporters["static_configs"] == spec["staticConfigs"]
+    assert as_plain(spec["relabelings"]) == exporters["relabel_configs"]
+    assert as_plain(spec["metricRelabelings"]) == exporters["metric_relabel_configs"]
+    # Both jobs name each exporter by the same address.
+    (static,) = exporters["static_configs"]
+    assert [f"http://{a}/sd" for a in static["targets"]] == [
+        sd["url"] for sd in plain["http_sd_configs"]
     ]
-    assert as_plain == plain["relabel_configs"]
 
 
-# --- a real Prometheus runs the per-target job ----------------------------------------------------
+# --- a real Prometheus runs the per-target setup --------------------------------------------------
+
+API_KEY = "per-target-api-key-0123456789"
 
 
-class FakeExporter(http.server.BaseHTTPRequestHandler):
-    """/sd lists two targets at this server; /metrics?target= serves one target's series."""
+def series(api: str, expr: str) -> list[dict[str, str]]:
+    return [s["metric"] for s in query(api, expr)]
 
-    targets = ("eu-prod", "us-prod")
-    scraped: set[str] = set()
 
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        host = self.headers["Host"]  # as Prometheus reached this server
-        if url.path == "/sd":
-            body = json.dumps(
-                [{"targets": [host], "labels": {"__param_target": t}} for t in self.targets]
+@pytest.fixture(scope="module")
+def per_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(Prometheus' API URL, the exporter's address) of the two jobs against a real exporter
+    of two labelled targets."""
+    tmp = tmp_path_factory.mktemp("per-target")
+    env = clean_env()
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with ExitStack() as processes:
+        sim = start(
+            processes,
+            [
+                *(sys.executable, "-m", "whatsapp_api_simulator", "--listen", "127.0.0.1:0"),
+                *("--single", "2", "--api-key", API_KEY),
+            ],
+            env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        urls = simulator_targets(sim)
+        config = tmp / "config.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "auths": {"sim": {"api_key": API_KEY}},
+                    "targets": [
+                        {"name": name, "url": url, "auth": "sim", "labels": {"env": "prod"}}
+                        for name, url in zip(("eu-prod", "us-prod"), urls.values(), strict=True)
+                    ],
+                }
             )
-            content_type = "application/json"
-        elif url.path == "/metrics":
-            (target,) = urllib.parse.parse_qs(url.query)["target"]
-            FakeExporter.scraped.add(target)
-            body = f'whatsapp_up{{target="{target}"}} 1\n'
-            content_type = "text/plain; version=0.0.4"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_exporter() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeExporter)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    FakeExporter.scraped = set()
-
-
-def active_targets(api: str) -> list[dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{api}/api/v1/targets?state=active", timeout=2) as response:
-            found: list[dict[str, Any]] = json.load(response)["data"]["activeTargets"]
-            return found
-    except OSError:
-        return []
+        )
+        port, prometheus_port = free_port(), free_port()
+        start(processes, exporter_argv(port, "--config.file", str(config)), env, **quiet)
+        address = f"127.0.0.1:{port}"
+        jobs = [copy.deepcopy(job(PER_TARGET_JOB)), copy.deepcopy(job(EXPORTERS_JOB))]
+        jobs[0]["http_sd_configs"] = [{"url": f"http://{address}/sd", "refresh_interval": "1s"}]
+        jobs[1]["static_configs"] = [{"targets": [address]}]
+        for scrape in jobs:
+            scrape["scrape_interval"] = scrape["scrape_timeout"] = "1s"
+        prometheus_config = tmp / "prometheus.yml"
+        prometheus_config.write_text(yaml.safe_dump({"scrape_configs": jobs}))
+        start(
+            processes,
+            [
+                tool("prometheus"),
+                f"--config.file={prometheus_config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            ],
+            env,
+            **quiet,
+        )
+        api = f"http://127.0.0.1:{prometheus_port}/api/v1"
+        wait_until(lambda: len(query(api, "whatsapp_up == 1")) == 2, 30, "both targets up")
+        wait_until(lambda: query(api, "whatsapp_exporter_build_info"), 30, "the exporter's series")
+        wait_until(lambda: len(query(api, "up == 1")) == 3, 30, "three scrapes up")
+        yield api, address
 
 
-def test_prometheus_scrapes_each_discovered_target_under_its_own_instance(
-    fake_exporter: str, tmp_path: Path
+def test_prometheus_scrapes_each_target_once_and_the_exporter_once(
+    per_target: tuple[str, str],
 ) -> None:
-    scrape = copy.deepcopy(job(PER_TARGET_JOB))
-    scrape["scrape_interval"] = "1s"
-    scrape["scrape_timeout"] = "1s"
-    scrape["http_sd_configs"] = [{"url": f"http://{fake_exporter}/sd", "refresh_interval": "1s"}]
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"scrape_configs": [scrape]}))
-    port = free_port()
-    prometheus = subprocess.Popen(
-        [
-            tool("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        targets: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            targets = active_targets(api)
-            if len(targets) == 2 and all(t["health"] == "up" for t in targets):
-                break
-            time.sleep(0.2)
-        labels = sorted((t["labels"]["instance"], t["labels"]["job"]) for t in targets)
-        assert labels == [("eu-prod", JOB), ("us-prod", JOB)], targets
-        assert {t["scrapeUrl"] for t in targets} == {
-            f"http://{fake_exporter}/metrics?target=eu-prod",
-            f"http://{fake_exporter}/metrics?target=us-prod",
-        }
-        assert FakeExporter.scraped == {"eu-prod", "us-prod"}
-    finally:
-        prometheus.terminate()
-        prometheus.wait(timeout=10)
+    api, address = per_target
+    ups = sorted((s["job"], s["instance"], s.get("target", "")) for s in series(api, "up"))
+    assert ups == [(JOB, address, ""), (JOB, address, "eu-prod"), (JOB, address, "us-prod")]
+    # The alert on the exporter sees its own scrape only: one page when it is down.
+    assert [
+        s.get("target") for s in series(api, 'up{job="whatsapp-support-exporter",target=""}')
+    ] == [None]
+
+
+def test_per_target_mode_keeps_the_exporters_own_series_once_under_the_same_instance(
+    per_target: tuple[str, str],
+) -> None:
+    """The reload and sharding alerts need them; the dashboard's instance variable comes from
+    whatsapp_exporter_build_info and its target variable from whatsapp_up of that instance."""
+    api, address = per_target
+    for name in (
+        "whatsapp_exporter_build_info",
+        "whatsapp_exporter_config_last_reload_successful",
+        "whatsapp_exporter_total_shards",
+    ):
+        assert [(s["job"], s["instance"]) for s in series(api, name)] == [(JOB, address)], name
+    ups = series(api, f'whatsapp_up{{job="whatsapp-support-exporter",instance="{address}"}}')
+    assert sorted(s["target"] for s in ups) == ["eu-prod", "us-prod"]
+    # Each target's series once: the exporters' job dropped its copy.
+    assert len(series(api, "whatsapp_exporter_polls_total")) == 2
+
+
+def test_per_target_mode_writes_no_label_twice(per_target: tuple[str, str]) -> None:
+    api, _ = per_target
+    everything = series(api, '{__name__=~"whatsapp_.+|up"}')
+    assert everything
+    doubled = {k for s in everything for k in s if k.startswith("exported_")}
+    assert doubled == set()
+    info = series(api, "whatsapp_target_info")
+    assert sorted((s["target"], s["env"]) for s in info) == [
+        ("eu-prod", "prod"),
+        ("us-prod", "prod"),
+    ]
+    # The target's labels arrive on whatsapp_target_info only, not on every series.
+    assert all("env" not in s for s in series(api, "whatsapp_up"))

@@ -70,7 +70,7 @@ def owned(shard: int, total: int) -> list[str]:
     return [n for n in NAMES if shard_of(n, total) == shard]
 
 
-async def test_sd_lists_this_replicas_targets_with_param_target_and_labels(
+async def test_sd_lists_this_replicas_targets_with_param_target_only(
     start_replica: StartReplica,
 ) -> None:
     replica = await start_replica(shard=1, total=2)
@@ -83,8 +83,9 @@ async def test_sd_lists_this_replicas_targets_with_param_target_and_labels(
     for group in groups:
         assert group["targets"] == ["wa-exporter-1.wa:10042"]  # the address Prometheus used
         name = group["labels"]["__param_target"]
-        # the target's own labels; `target` itself the scraped series carry
-        assert group["labels"] == {"__param_target": name, "env": "prod"}
+        # Not the target's own labels: whatsapp_target_info carries them, and a label both on
+        # the target and on a series comes out twice (`env` and `exported_env`).
+        assert group["labels"] == {"__param_target": name}
 
 
 async def test_sd_is_an_empty_list_for_a_replica_without_targets(

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import wait_for
-from whatsapp_support_exporter.web.server import CHUNK, send_body, start_server
+from whatsapp_support_exporter.web.server import CHUNK, Listener, send_body, start_server
 
 BIG = b"x" * (8 * 1024 * 1024)  # more than loopback's socket buffers hold
 
@@ -29,22 +29,32 @@ async def big(request: web.Request) -> web.StreamResponse:
     return await send_body(request, BIG)
 
 
+RELEASE = web.AppKey("release", asyncio.Event)
+
+
+async def slow(request: web.Request) -> web.Response:
+    await request.app[RELEASE].wait()
+    return web.Response(text="done")
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/big", big)
+    app.router.add_get("/slow", slow)
+    app[RELEASE] = asyncio.Event()
     return app
 
 
-Start = Callable[..., Awaitable[tuple[web.AppRunner, int]]]
+Start = Callable[..., Awaitable[tuple[Listener, int]]]
 
 
 @pytest.fixture
 async def start() -> AsyncIterator[Start]:
     """start_server on a loopback port with the given options; cleaned up after the test."""
-    runners: list[web.AppRunner] = []
+    runners: list[Listener] = []
 
-    async def run(**options: float) -> tuple[web.AppRunner, int]:
+    async def run(**options: float) -> tuple[Listener, int]:
         runner = await start_server(make_app(), "127.0.0.1", 0, None, **options)  # type: ignore[arg-type]
         runners.append(runner)
         return runner, runner.addresses[0][1]
@@ -101,6 +111,25 @@ async def test_idle_connections_do_not_stop_a_fresh_scrape(start: Start) -> None
     finally:
         for _, writer in idle:
             writer.close()
+
+
+async def test_at_the_cap_an_idle_connection_makes_room_not_one_with_a_request_in_progress(
+    start: Start,
+) -> None:
+    listener, port = await start(max_connections=2)
+    server = listener.server
+    assert server is not None
+    busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+    busy_writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await busy_writer.drain()
+    _, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+    await wait_for(lambda: len(server.connections) == 2, within=1.0)
+    await asyncio.sleep(0.05)  # the slow request has reached its handler
+    assert await scrape(port) == 200  # a third connection: one of the two had to go
+    listener.runner.app[RELEASE].set()
+    assert (await asyncio.wait_for(busy_reader.readline(), 2.0)).startswith(b"HTTP/1.1 200")
+    busy_writer.close()
+    idle_writer.close()
 
 
 async def test_a_client_that_never_reads_holds_one_chunk_and_is_cut_off(start: Start) -> None:

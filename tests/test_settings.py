@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -10,21 +11,18 @@ import pytest
 from pydantic import SecretStr
 
 from whatsapp_support_exporter.cli.settings import (
-    FLAGS,
-    SETTINGS,
     SettingsError,
     build_parser,
-    env_name,
-    env_names,
-    flag_name,
     load_settings,
     setting_warnings,
 )
+from whatsapp_support_exporter.fleet.options import OPTIONS
 from whatsapp_support_exporter.upstream.onprem.target import (
     Credentials,
     SecretFileError,
     Target,
     TLSOptions,
+    file_problem,
 )
 
 KEY = "k3y-from-a-mounted-secret"
@@ -206,8 +204,9 @@ def help_blocks() -> dict[str, str]:
 def test_help_shows_the_variable_beside_each_flag() -> None:
     blocks = help_blocks()
     assert "[WA_TARGETS" in blocks["--target"]
-    for flag, (field, _) in FLAGS.items():
-        assert f"[{env_name(field)}" in blocks[flag], blocks.get(flag)
+    for option in OPTIONS.values():
+        if option.flag is not None:
+            assert f"[{option.variable}" in blocks[option.flag], blocks.get(option.flag)
     assert "[WA_POLL_INTERVAL, default 30s]" in blocks["--poll.interval"]
     assert "[WA_WEB_LISTEN_ADDRESS, default :10042]" in blocks["--web.listen-address"]
     assert "--no-collector.health" in blocks["--collector.health"]
@@ -320,6 +319,65 @@ def test_impossible_shards_are_refused(env: dict[str, str], named: str) -> None:
     assert refused(WA_TARGETS=T, **env).startswith(f"invalid setting {named}")
 
 
+def test_a_singular_wa_target_is_named_with_the_variable_meant() -> None:
+    assert refused(WA_TARGET=T) == (
+        "invalid setting WA_TARGETS (--target): at least one target is required (or"
+        " --config.file, or --demo) (WA_TARGET is set: did you mean WA_TARGETS?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["--poll.intervall", "30s"],
+            "unknown flag --poll.intervall; did you mean --poll.interval?",
+        ),
+        (
+            ["--target=" + T, "--web.listen-adress=:1"],
+            "unknown flag --web.listen-adress; did you mean --web.listen-address?",
+        ),
+        (
+            ["--no-collector.healht"],
+            "unknown flag --no-collector.healht; did you mean --no-collector.health?",
+        ),
+        (["--frobnicate"], "unknown flag --frobnicate; see --help"),
+        (["--poll.int", "30s"], "unknown flag --poll.int; did you mean --poll.interval?"),
+        (["stray"], "invalid flag: unexpected argument 'stray'"),
+    ],
+)
+def test_an_unknown_flag_is_one_line_naming_the_nearest(argv: list[str], line: str) -> None:
+    assert refused(argv, WA_TARGETS=T) == line
+
+
+def test_two_unnamed_targets_on_one_host_are_told_to_take_names() -> None:
+    line = refused(WA_TARGETS="https://wa.example/eu,https://wa.example/us")
+    assert line == (
+        "invalid setting WA_TARGETS (--target): target name 'wa.example:443' is used twice"
+        " (a name defaults to host:port: name each target, name=url or name:)"
+    )
+
+
+@pytest.mark.parametrize("value", ["nope", "2", "enabled"])
+def test_a_switch_that_is_neither_true_nor_false_lists_the_accepted_values(value: str) -> None:
+    assert refused(WA_TARGETS=T, WA_TLS_VERIFY=value) == (
+        "invalid setting WA_TLS_VERIFY (--tls.verify): must be true or false (also 1/0,"
+        " yes/no, on/off)"
+    )
+
+
+def test_file_errors_say_what_is_wrong_not_a_class_name(tmp_path: Path) -> None:
+    assert refused(WA_TARGETS=T, WA_CONFIG_FILE=str(tmp_path / "nope.yml")) == (
+        f"invalid setting WA_CONFIG_FILE (--config.file): {tmp_path}/nope.yml: file not found"
+    )
+    assert refused(WA_TARGETS=T, WA_API_KEY_FILE=str(tmp_path)) == (
+        f"invalid setting WA_API_KEY_FILE: cannot read {tmp_path}: is a directory, not a file"
+    )
+    # the tests run as root, which reads any file: the mapping itself
+    assert file_problem(PermissionError(errno.EACCES, "Permission denied")) == "permission denied"
+    assert file_problem(OSError(errno.EIO, "Input/output error")) == "input/output error"
+
+
 # -- credentials ------------------------------------------------------------------------------
 
 
@@ -346,7 +404,7 @@ def test_secret_files_are_kept_as_paths_and_read_anew_on_each_use(
 
 def test_a_secret_file_that_became_unusable_says_so_without_the_secret(tmp_path: Path) -> None:
     creds = Credentials(api_key_file=tmp_path / "key", username="u", password_file=tmp_path / "pw")
-    with pytest.raises(SecretFileError, match=r"cannot read .*key: FileNotFoundError"):
+    with pytest.raises(SecretFileError, match=r"cannot read .*key: file not found"):
         creds.read_api_key()
     (tmp_path / "key").write_text("short\n")
     with pytest.raises(SecretFileError) as caught:
@@ -444,9 +502,8 @@ def test_the_configuration_guide_lists_every_setting_with_its_names_and_flag() -
     for row in rows:
         variable, aliases, flags = (re.findall(r"`([^`]+)`", cell) for cell in row.split("|")[1:4])
         documented[variable[0]] = (aliases, flags)
-    assert list(documented) == [env_name(field) for field in SETTINGS]
-    for field in SETTINGS:
-        aliases, flags = documented[env_name(field)]
-        assert aliases == list(env_names(field)[1:]), field
-        flag = flag_name(field)
-        assert flags[:1] == ([flag] if flag else []), field
+    assert list(documented) == [option.variable for option in OPTIONS.values()]
+    for option in OPTIONS.values():
+        aliases, flags = documented[option.variable]
+        assert aliases == list(option.variables[1:]), option.field
+        assert flags[:1] == ([option.flag] if option.flag else []), option.field

@@ -622,6 +622,67 @@ def test_scheduled_failovers_follow_the_clock_deterministically(clock: FakeClock
         )
 
 
+def test_a_respawned_coreapp_takes_the_shard_its_dead_predecessor_left_unowned(
+    sim: Simulator,
+) -> None:
+    """No spare: the shard is unowned until the container comes back, then the primary master
+    hands it over, as a real cluster heals."""
+    mc = sim.add_instance("mc", "multiconnect", masters=2, coreapps=4, shards=4)
+    victim = next(c for c in mc.containers if c.owns(1))
+    heir = mc.kill_coreapp(victim, respawn=True)
+    assert heir is not None and heir.hostname == victim.hostname
+    assert heir.container_id != victim.container_id and heir.shards == [[1, 1]]
+    primaries, owners = picture(mc)
+    assert len(primaries) == 1 and owners == {s: owners[s] for s in range(-1, 4)}
+    assert all(len(keys) == 1 for keys in owners.values())
+    assert mc.health_payload()["health"][heir.key]["gateway_status"] == "connected"
+
+
+def test_reassigning_orphans_needs_a_primary_master_and_a_spare(sim: Simulator) -> None:
+    mc = sim.add_instance("mc", "multiconnect", masters=2, coreapps=4, shards=4)
+    mc.kill_coreapp(next(c for c in mc.containers if c.owns(3)))
+    assert mc.reassign_orphans() == []  # no spare: shard 3 stays unowned
+    assert 3 not in picture(mc)[1]
+    spare = mc.add_container("coreapp")
+    for c in mc.containers:
+        if c.role == "primary_master":
+            c.role = "secondary_master"
+            c.shards = []
+    assert mc.reassign_orphans() == []  # nobody to reassign anything
+    mc.fail_over_master()
+    assert mc.reassign_orphans() == [spare] and spare.shards == [[3, 3]]
+    ha = sim.add_instance("ha", "ha", masters=2, coreapps=1)
+    ha.kill_coreapp()
+    spare = ha.add_container("coreapp")
+    assert ha.reassign_orphans() == [spare] and spare.shards == [[-1, -1], [0, 0]]
+
+
+def test_the_demos_cluster_left_running_for_hours_heals_every_failover(clock: FakeClock) -> None:
+    """The demo's cluster: 2 masters, 4 Coreapps for 4 shards (no spare), a failover every
+    5 minutes. Polled every 30 s for 8 hours, each shard always has one owner, connected, and
+    there is one primary master: no cluster alert has anything to fire on."""
+    sim = Simulator(clock=clock, seed=0)
+    cluster = sim.add_instance("cluster", "multiconnect", masters=2, coreapps=4, shards=4)
+    cluster.schedule_failovers(300)
+    primaries_seen: set[str] = set()
+    containers_seen: set[str] = set()
+    for step in range(8 * 3600 // 30):
+        clock.now = START + 30 * step
+        cluster.tick(clock.now)
+        primaries, owners = picture(cluster)
+        health = cluster.health_payload()["health"]
+        assert len(primaries) == 1, clock.now - START
+        assert {s: len(keys) for s, keys in owners.items()} == dict.fromkeys(range(-1, 4), 1), (
+            clock.now - START
+        )
+        assert all(health[k]["gateway_status"] == "connected" for ks in owners.values() for k in ks)
+        primaries_seen.update(primaries)
+        containers_seen.update(support_of(cluster))
+    # The failovers did happen: the lease moved and Coreapps were replaced, dozens of times.
+    assert len(primaries_seen) == 2
+    assert len(containers_seen) > 6 + 40
+
+
 async def test_scheduled_failovers_happen_while_the_server_is_asked(
     client: Client, sim: Simulator, clock: FakeClock
 ) -> None:

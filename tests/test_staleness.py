@@ -8,6 +8,7 @@ import asyncio
 import time
 
 from tests.conftest import (
+    DATA_FAMILIES,
     HarnessFactory,
     has_data,
     series,
@@ -15,7 +16,6 @@ from tests.conftest import (
     wait_for,
 )
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.output.families import DATA_FAMILIES
 
 # -- staleness and churn of containers --------------------------------------------------------
 

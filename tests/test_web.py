@@ -9,8 +9,7 @@ from typing import Any
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
-from whatsapp_api_simulator.onprem import Simulator
+from tests.conftest import API_KEY, exporter_app_factory, make_settings
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.output.store import Store
@@ -105,22 +104,6 @@ async def test_scrape_reflects_a_changed_snapshot_and_only_then(aiohttp_client: 
     store.update(replace(store.snapshots["wa<script>"], polls=2))
     after = await (await client.get("/metrics")).text()
     assert 'whatsapp_exporter_polls_total{target="wa<script>"} 2' in after
-
-
-async def test_landing_page_shows_each_targets_state_and_last_error(
-    aiohttp_client: Any, sim: Simulator, sim_base: str
-) -> None:
-    sim.add_instance("good", "single")
-    sim.add_instance("broken", "single").faults.status = 500
-    settings = make_settings(
-        targets=[f"good={sim_base}/good", f"broken={sim_base}/broken"], api_key=API_KEY
-    )
-    app, store = exporter_app_factory(settings)
-    client = await aiohttp_client(app)
-    await wait_for(lambda: store.snapshots["good"].up and store.snapshots["broken"].polls > 0)
-    page = await (await client.get("/")).text()
-    assert "<td>good</td>" in page and "<td>up</td>" in page
-    assert "<td>broken</td>" in page and "http: /v1/support answered HTTP 500" in page
 
 
 def test_a_scrape_with_nothing_changed_serves_the_cached_body_without_rendering() -> None:

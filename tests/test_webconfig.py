@@ -23,6 +23,7 @@ from whatsapp_support_exporter.web.webconfig import (
     PROBE_PATHS,
     WebConfigError,
     basic_auth_middleware,
+    headers_hook,
     load_web_config,
 )
 
@@ -159,6 +160,18 @@ def test_an_htpasswd_style_2y_hash_is_accepted(tmp_path: Path) -> None:
             "  client_auth_type: RequireAndVerifyClientCert\n",
             "client_ca_file",
         ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+            "cipher_suites is not supported here",
+        ),
+        ("http_server_config:\n  http2: true\n", "http2 must be false"),
+        ("http_server_config:\n  headers: {Server: nginx}\n", "header 'Server' cannot be set"),
+        (
+            "http_server_config:\n  headers: {X-Frame-Options: allow}\n",
+            "X-Frame-Options must be one of deny, sameorigin",
+        ),
+        ("http_server_config:\n  compress: true\n", "unknown key 'compress'"),
         ("basic_auth_users:\n  prometheus: plain-text-password\n", "bcrypt"),
         ("basic_auth_users:\n  prometheus: '$2b$10$tooshort'\n", "bcrypt"),
         ("basic_auth_users:\n  prometheus: 12345\n", "bcrypt"),
@@ -174,6 +187,11 @@ def test_an_htpasswd_style_2y_hash_is_accepted(tmp_path: Path) -> None:
         "cert-and-key-swapped",
         "bad-tls-version",
         "verify-clients-without-ca",
+        "cipher-suites-not-honoured",
+        "http2-not-served",
+        "header-not-settable",
+        "frame-options-bad-value",
+        "unknown-http-key",
         "plain-password",
         "truncated-hash",
         "number-as-hash",
@@ -191,8 +209,49 @@ def test_a_bad_web_config_is_rejected_with_a_reason(
 
 
 def test_a_missing_web_config_file_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(WebConfigError, match="cannot read"):
+    with pytest.raises(WebConfigError, match=r"cannot read .*nope.yml: file not found"):
         load_web_config(tmp_path / "nope.yml")
+
+
+async def test_configured_headers_are_sent_on_every_response(tmp_path: Path, hashed: str) -> None:
+    config = load_web_config(
+        write(
+            tmp_path,
+            "http_server_config:\n  http2: false\n  headers:\n"
+            "    x-content-type-options: nosniff\n"
+            "    Strict-Transport-Security: max-age=31536000\n"
+            "    Content-Security-Policy: ''\n"
+            f"basic_auth_users:\n  {USER}: '{hashed}'\n",
+        )
+    )
+    assert config.headers == {
+        "X-Content-Type-Options": "nosniff",
+        "Strict-Transport-Security": "max-age=31536000",
+    }
+    store = Store(render_target)
+    store.update(TargetSnapshot(name="wa", url="http://wa", up=True, polls=1))
+    app = create_app(store, middlewares=[basic_auth_middleware(config.users, PROBE_PATHS)])
+    app.on_response_prepare.append(headers_hook(config.headers))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path, auth, status in [
+                ("/metrics", basic(USER, SECRET), 200),
+                ("/metrics", {}, 401),
+                ("/-/healthy", {}, 200),
+                ("/nowhere", basic(USER, SECRET), 404),
+            ]:
+                async with session.get(base + path, headers=auth) as resp:
+                    assert resp.status == status, path
+                    assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+                    assert resp.headers["Strict-Transport-Security"] == "max-age=31536000"
+                    assert "Content-Security-Policy" not in resp.headers
+    finally:
+        await runner.cleanup()
 
 
 async def test_wrong_passwords_do_not_stall_an_authorized_scrape(

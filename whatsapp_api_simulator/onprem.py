@@ -37,6 +37,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from whatsapp_api_simulator.cloud import (
+    GraphSimulator,
+    add_graph_arguments,
+    describe,
+    graph_from_args,
+)
+
 __all__ = [
     "BROKEN_PICTURES",
     "DEFAULT_PORT",
@@ -289,8 +296,9 @@ class Instance:
         """A Coreapp (`which`, else the first owning a shard) disappears from the responses.
 
         Its shards move to a spare Coreapp (one owning none) or, with no spare, stay unowned.
-        `respawn` adds a fresh spare Coreapp on the same host (a new container id), as a
-        restarted container would come back. Returns the Coreapp that took the shards, or None.
+        `respawn` brings a fresh Coreapp up on the same host (a new container id), as a
+        restarted container would come back, and the primary master gives it the shards left
+        unowned (`reassign_orphans`). Returns the Coreapp that took the shards, or None.
         """
         self._clustered("killing a Coreapp")
         if which is not None:
@@ -310,7 +318,36 @@ class Instance:
             heir.shards = victim.shards
         if respawn:
             self.add_container("coreapp", hostname=victim.hostname)
+            heirs = self.reassign_orphans()
+            heir = heir or (heirs[0] if heirs else None)
         return heir
+
+    def reassign_orphans(self) -> list[Container]:
+        """The primary master hands every shard no container owns to a spare Coreapp.
+
+        As a real cluster heals: in multiconnect each unowned shard 0 .. N-1 goes to a Coreapp
+        owning none (and the control shard to the primary master); in HA shards -1 and 0 go
+        together to one. Without a primary master or a spare they stay unowned. Returns the
+        Coreapps that took shards.
+        """
+        self._clustered("reassigning shards")
+        primary = next((c for c in self.containers if c.role == "primary_master"), None)
+        if primary is None:
+            return []
+
+        def unowned(shard: int) -> bool:
+            return not any(c.owns(shard) for c in self.containers)
+
+        if self.multi_connect:
+            if unowned(-1):
+                primary.shards = [list(_CONTROL), *primary.shards]
+            wanted = [[[i, i]] for i in range(self.shard_count) if unowned(i)]
+        else:
+            wanted = [[list(_CONTROL), [0, 0]]] if unowned(0) else []
+        spares = [c for c in self.containers if c.role == "coreapp" and not c.shards]
+        for spare, shards in zip(spares, wanted, strict=False):
+            spare.shards = shards
+        return spares[: len(wanted)]
 
     def schedule_failovers(self, period: float, start: float | None = None) -> None:
         """Every `period` seconds of the simulator's clock, alternate a master failover and
@@ -1074,6 +1111,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="fail over a master or kill a Coreapp of every cluster this often (0: never)",
     )
+    add_graph_arguments(parser)
     return parser
 
 
@@ -1110,9 +1148,15 @@ def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Simulat
     return sim
 
 
-async def _run(sim: Simulator, host: str, port: int) -> int:
-    """Bind, print the targets (with the port actually bound), serve until SIGTERM/SIGINT."""
-    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+async def _run(sim: Simulator, host: str, port: int, graph: GraphSimulator | None = None) -> int:
+    """Bind, print the targets (with the port actually bound), serve until SIGTERM/SIGINT.
+
+    With `graph`, the simulated Graph API shares the port and three more lines tell the
+    exporter's `WA_CLOUD_*` settings."""
+    app = sim.app()
+    if graph is not None:
+        graph.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -1128,6 +1172,8 @@ async def _run(sim: Simulator, host: str, port: int) -> int:
         shown = f"[{shown}]"
     base = f"http://{shown}:{bound}"
     print(",".join(f"{name}={sim.url(base, name)}" for name in sim.instances), flush=True)
+    if graph is not None:
+        print(describe(graph, base), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1143,7 +1189,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sim = _build(args, parser)
     host, port = args.listen
-    code = asyncio.run(_run(sim, host, port))
+    code = asyncio.run(_run(sim, host, port, graph_from_args(args)))
     if code:
         raise SystemExit(code)
 

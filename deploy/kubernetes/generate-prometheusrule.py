@@ -57,12 +57,22 @@ def prometheus_rule(rules: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Said where the labels are, as the monitors say it (PyYAML writes no comments).
+SELECTOR_COMMENT = """\
+    # The Prometheus Operator only loads the PrometheusRules its Prometheus' ruleSelector
+    # matches; kube-prometheus-stack's default matches `release: <helm release name>`
+    # (without it, no alert loads):
+    # release: kube-prometheus-stack
+"""
+LAST_LABEL = "    app.kubernetes.io/component: alerting-rules\n"
+
+
 def render() -> str:
     rules = yaml.safe_load(RULES.read_text())
     body = yaml.dump(
         prometheus_rule(rules), Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True
     )
-    return HEADER + body
+    return HEADER + body.replace(LAST_LABEL, LAST_LABEL + SELECTOR_COMMENT, 1)
 
 
 def main() -> int:

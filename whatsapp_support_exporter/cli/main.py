@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import resource
-import secrets
 import signal
 import sys
 from collections.abc import Coroutine
@@ -24,15 +23,16 @@ from pydantic import SecretStr
 from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.cli.logs import setup_logging
 from whatsapp_support_exporter.cli.settings import (
-    Settings,
+    PROG,
     SettingsError,
     load_settings,
-    setting_warnings,
-    split_listen_address,
+    target_warnings,
+    variable_warnings,
 )
 from whatsapp_support_exporter.fleet.config import ConfigError
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.reload import Fleet
+from whatsapp_support_exporter.fleet.settings import Settings, split_listen_address
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
@@ -47,7 +47,12 @@ log = logging.getLogger("whatsapp_support_exporter")
 # Seconds SIGTERM may take: polls in flight are cancelled, not awaited.
 SHUTDOWN_TIMEOUT = 3.0
 DEMO_LISTEN_ADDRESS = "127.0.0.1:10042"
-PROG = "whatsapp-support-exporter"
+# The demo simulator's fixed credentials (documented in docs/simulator.md, printed at start):
+# public on purpose, so `check` and a configuration file can be tried against the running demo.
+DEMO_CLUSTER_API_KEY = "demo-cluster-api-key"
+DEMO_SINGLE_API_KEY = "demo-single-api-key"  # refused by the single instance: the login takes over
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented, guards a loopback simulator
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(err))
     web_config = _web_config(settings.web_config_file) if settings.web_config_file else None
     setup_logging(settings.log_level, settings.log_format)
+    for warning in variable_warnings(os.environ):  # first, and in every mode
+        log.warning(warning)
     _raise_file_limit()
     settle_gc()  # before the fleet exists: nothing a reload removes may be frozen
     store = Store(render_target)
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             targets = fleet.initial()
         except ConfigError as err:
             fail(str(err))
-        for warning in setting_warnings(settings, os.environ, targets):
+        for warning in target_warnings(settings, targets):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
 
@@ -150,6 +157,10 @@ async def serve(
         reload_status=lambda: _reload_text(fleet),
         background=background,
     )
+    if web_config and web_config.headers:
+        from whatsapp_support_exporter.web.webconfig import headers_hook
+
+        app.on_response_prepare.append(headers_hook(web_config.headers))
     host, port = split_listen_address(settings.listen_address)
     ssl_context = web_config.ssl_context if web_config else None
     try:
@@ -221,13 +232,15 @@ async def start_demo_simulator(
     ]
     if ignored:
         log.warning("demo: ignoring " + ", ".join(ignored) + "; it polls its own simulator")
-    cluster_key = secrets.token_urlsafe(24)
-    single_key, single_password = secrets.token_urlsafe(24), secrets.token_urlsafe(16)
-    sim = Simulator(api_key=cluster_key, username="unused", password=secrets.token_urlsafe(16))
+    sim = Simulator(api_key=DEMO_CLUSTER_API_KEY)  # the cluster takes the key only
     cluster = sim.add_instance("cluster", "multiconnect", masters=2, coreapps=4, shards=4)
     cluster.schedule_failovers(300)
     single = sim.add_instance(
-        "single", "single", api_key=single_key, username="demo", password=single_password
+        "single",
+        "single",
+        api_key=DEMO_SINGLE_API_KEY,
+        username=DEMO_USERNAME,
+        password=DEMO_PASSWORD,
     )
     single.faults.reject_api_key = True
     runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
@@ -238,36 +251,50 @@ async def start_demo_simulator(
     base = f"http://127.0.0.1:{port}"
     tls = settings.tls()
     targets = [
-        Target(
-            "cluster", sim.url(base, "cluster"), Credentials(api_key=SecretStr(cluster_key)), tls
+        Target.at(
+            sim.url(base, "cluster"),
+            "cluster",
+            Credentials(api_key=SecretStr(DEMO_CLUSTER_API_KEY)),
+            tls,
         ),
-        Target(
-            "single",
+        Target.at(
             sim.url(base, "single"),
+            "single",
             Credentials(
-                api_key=SecretStr(single_key), username="demo", password=SecretStr(single_password)
+                api_key=SecretStr(DEMO_SINGLE_API_KEY),
+                username=DEMO_USERNAME,
+                password=SecretStr(DEMO_PASSWORD),
             ),
             tls,
         ),
     ]
     log.info("demo: simulated WhatsApp Business API started", extra={"url": base})
-    print(_demo_config(base), file=sys.stderr)
+    print(demo_config(base), file=sys.stderr)
     update: dict[str, Any] = {"targets": []}
     if "listen_address" not in settings.model_fields_set:
         update["listen_address"] = DEMO_LISTEN_ADDRESS
     return settings.model_copy(update=update), targets, runner
 
 
-def _demo_config(base: str) -> str:
-    """The demo's fleet as a configuration file would say it (secrets as files, not shown)."""
-    return f"""# demo fleet, as --config.file would describe it:
-# auths:
-#   cluster-key: {{api_key_file: /secrets/cluster/api-key}}
-#   single-login: {{api_key_file: /secrets/single/api-key, username: demo,
-#                   password_file: /secrets/single/password}}
-# targets:
-#   - {{name: cluster, url: {base}/cluster, auth: cluster-key}}
-#   - {{name: single, url: {base}/single, auth: single-login}}"""
+def demo_config(base: str) -> str:
+    """The demo's fleet as a configuration file says it, ready to save and give to ``check``.
+
+    The credentials are the fixed, documented demo ones: the simulator listens on loopback only
+    and guards nothing, so showing them costs nothing and lets a user try ``check`` and a
+    configuration file against the running demo.
+    """
+    return f"""# The demo's simulator as a configuration file says it (fixed demo credentials,
+# docs/simulator.md). Save these lines as demo.yml and, while the demo runs, try:
+#   whatsapp-support-exporter check --config.file demo.yml
+auths:
+  cluster-key: {{api_key: {DEMO_CLUSTER_API_KEY}}}
+  single-login:
+    api_key: {DEMO_SINGLE_API_KEY}
+    username: {DEMO_USERNAME}
+    password: {DEMO_PASSWORD}
+targets:
+  - {{name: cluster, url: {base}/cluster, auth: cluster-key}}
+  - {{name: single, url: {base}/single, auth: single-login}}"""
 
 
 # Allocations between collections of the youngest generation (Python's default is 700).
@@ -283,8 +310,10 @@ def settle_gc() -> None:
     fleet pinned every removed target that the collector would have had to free). Young objects
     are collected every GC_GEN0_THRESHOLD allocations: with the defaults, a fleet's per-poll
     objects set off collections over every target's state that took a quarter of the CPU at
-    10,000 targets (bench/gc_settings.py, docs/benchmarks-fleet.md). A target's objects hold
-    no reference cycle, so they go as soon as the last reference does, frozen or not.
+    10,000 targets (bench/gc_settings.py, docs/benchmarks-fleet.md). A cycle among frozen
+    objects is never collected (they are never examined again), so what is frozen must be what
+    lives as long as the process; a target's objects hold no reference cycle, so they go as soon
+    as the last reference does, frozen or not.
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

@@ -1,4 +1,5 @@
-"""The fleet: WA_TARGETS plus the configuration file and its target files, validated whole.
+"""Which targets there are: WA_TARGETS plus the configuration file and its target files,
+validated whole.
 
 The configuration file (YAML) names credential sets (``auths``), lists targets with their
 ``auth``, ``tls_config`` and ``labels``, and globs ``target_files`` in Prometheus' file_sd shape
@@ -16,7 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
 from pydantic import (
@@ -33,22 +34,26 @@ from pydantic import (
     model_validator,
 )
 
-from whatsapp_support_exporter.cli.settings import Settings
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.upstream.onprem.target import (
+    ApiKey,
+    ApiKeyFile,
     Credentials,
-    SecretFileError,
+    PasswordFile,
     Target,
     TLSOptions,
-    check_api_key,
     check_ca_file,
+    duplicate_hint,
+    file_problem,
     normalize_url,
-    read_api_key_file,
-    read_password_file,
+    resolved,
 )
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # `target` is the exporter's own label; `auth` in a target file picks the credentials.
 _RESERVED_LABELS = frozenset({"target"})
+# Prometheus sets these on every scrape: a target's own would be renamed exported_job.
+_PROMETHEUS_LABELS = frozenset({"job", "instance"})
 _FRIENDLY = {
     "extra_forbidden": "unknown key",
     "missing": "is required",
@@ -98,7 +103,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.__class__.__name__})") from None
+        raise ConfigError(f"{path}: {file_problem(err)}") from None
 
 
 def _parse(path: Path, raw: bytes) -> Any:
@@ -123,17 +128,16 @@ def _parse(path: Path, raw: bytes) -> Any:
 # -- the file's schema ------------------------------------------------------------------------
 
 
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    """Relative paths are relative to the configuration file, as in Prometheus."""
-    base = (info.context or {}).get("base")
-    return path if path.is_absolute() or base is None else Path(base) / path
-
-
 def _check_labels(labels: dict[str, str], reserved: frozenset[str]) -> dict[str, str]:
     for name in labels:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(
                 f'"{name}" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)'
+            )
+        if name in _PROMETHEUS_LABELS:
+            raise ValueError(
+                f'"{name}" is set by Prometheus on every scrape (yours would become'
+                f" exported_{name}); choose another name"
             )
         if name in reserved:
             raise ValueError(f'"{name}" cannot be a label here')
@@ -145,64 +149,23 @@ class _Model(BaseModel):
 
 
 class _Auth(_Model):
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
+    api_key: ApiKey | None = None
+    api_key_file: ApiKeyFile | None = None
     username: StrictStr | None = Field(None, min_length=1)
     password: SecretStr | None = None
-    password_file: Path | None = None
-
-    @field_validator("api_key")
-    @classmethod
-    def _usable_key(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None:
-            check_api_key(key.get_secret_value())
-        return key
-
-    @field_validator("api_key_file")
-    @classmethod
-    def _usable_key_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = _resolve(path, info)
-        try:
-            read_api_key_file(path)
-        except SecretFileError as err:
-            raise ValueError(str(err)) from None
-        return path
-
-    @field_validator("password_file")
-    @classmethod
-    def _usable_password_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = _resolve(path, info)
-        try:
-            read_password_file(path)
-        except SecretFileError as err:
-            raise ValueError(str(err)) from None
-        return path
+    password_file: PasswordFile | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> _Auth:
-        if self.api_key is not None and self.api_key_file is not None:
-            raise ValueError("api_key and api_key_file are both set; keep one")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("password and password_file are both set; keep one")
-        has_password = self.password is not None or self.password_file is not None
-        if (self.username is not None) != has_password:
-            raise ValueError("username and password (or password_file) go together")
-        if self.api_key is None and self.api_key_file is None and self.username is None:
+        problem = self.credentials().problem(str)
+        if problem is not None:
+            raise ValueError(problem[1])
+        if not self.credentials().configured:
             raise ValueError("names no credential (api_key, api_key_file or username)")
         return self
 
     def credentials(self) -> Credentials:
-        return Credentials(
-            api_key=self.api_key,
-            api_key_file=self.api_key_file,
-            username=self.username,
-            password=self.password,
-            password_file=self.password_file,
-        )
+        return Credentials.of(self)
 
 
 class _TLSConfig(_Model):
@@ -214,7 +177,7 @@ class _TLSConfig(_Model):
     def _usable_bundle(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         if path is None:
             return None
-        path = _resolve(path, info)
+        path = resolved(path, info)
         checked: set[Path] = (info.context or {}).setdefault("checked_ca_files", set())
         if path not in checked:  # a fleet shares a few bundles; load each once
             check_ca_file(path)
@@ -271,13 +234,50 @@ def _place(loc: Iterable[int | str]) -> str:
     return text
 
 
-def _validate(adapter: TypeAdapter[_M], data: Any, path: Path, context: dict[str, Any]) -> _M:
+def _unwrap(schema: Any) -> Any:
+    """``X | None`` -> ``X``; anything else as it is."""
+    args = get_args(schema)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None))
+    return schema
+
+
+def _keys_at(schema: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema takes in the mapping that holds ``loc``'s last part."""
+    for part in loc[:-1]:
+        schema = _unwrap(schema)
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            field = schema.model_fields.get(str(part))
+            if field is None:
+                return []
+            schema = field.annotation
+        elif get_origin(schema) in (list, dict):
+            schema = get_args(schema)[-1]  # the item of a list, the value of a dict
+        else:
+            return []
+    schema = _unwrap(schema)
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return list(schema.model_fields)
+    return []
+
+
+def _unknown_key(schema: Any, loc: tuple[int | str, ...]) -> str:
+    """``unknown key``, with the nearest known key when there is one (``target`` -> targets)."""
+    near = difflib.get_close_matches(str(loc[-1]), _keys_at(schema, loc), n=1, cutoff=0.6)
+    return f"unknown key; did you mean {near[0]}?" if near else "unknown key"
+
+
+def _validate(
+    adapter: TypeAdapter[_M], schema: Any, data: Any, path: Path, context: dict[str, Any]
+) -> _M:
     try:
         return adapter.validate_python(data, context=context)
     except ValidationError as err:
         errors = err.errors(include_input=False, include_url=False, include_context=False)
         first = errors[0]
         message = _FRIENDLY.get(first["type"], first["msg"].removeprefix("Value error, "))
+        if first["type"] == "extra_forbidden" and first["loc"]:
+            message = _unknown_key(schema, first["loc"])
         place = _place(first["loc"])
         more = len(errors) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
@@ -288,10 +288,10 @@ def _validate(adapter: TypeAdapter[_M], data: Any, path: Path, context: dict[str
 _CONFIG_FILE: TypeAdapter[_ConfigFile] = TypeAdapter(_ConfigFile)
 
 
-# -- the fleet --------------------------------------------------------------------------------
+# -- the targets ------------------------------------------------------------------------------
 
 
-class _Fleet:
+class _Targets:
     """Targets in order, each name once; a second definition names where the first was."""
 
     def __init__(self) -> None:
@@ -301,7 +301,10 @@ class _Fleet:
     def add(self, target: Target, where: str) -> None:
         first = self.places.get(target.name)
         if first is not None:
-            raise ConfigError(f'{where}: target name "{target.name}" is also defined at {first}')
+            raise ConfigError(
+                f'{where}: target name "{target.name}" is also defined at {first}'
+                + duplicate_hint(target)
+            )
         self.places[target.name] = where
         self.targets.append(target)
 
@@ -337,19 +340,9 @@ def load_targets(settings: Settings) -> list[Target]:
     """The whole fleet, every shard's: WA_TARGETS / --target with the environment's credentials
     and TLS, then the configuration file's targets, then its target files' targets."""
     env_creds, env_tls = settings.credentials(), settings.tls()
-    fleet = _Fleet()
-    for target in settings.targets:
-        fleet.add(
-            Target(
-                name=target.name,
-                url=target.url,
-                credentials=env_creds,
-                tls=env_tls,
-                labels=target.labels,
-                support_path_stripped=target.support_path_stripped,
-            ),
-            "WA_TARGETS",
-        )
+    fleet = _Targets()
+    for target in settings.env_targets():
+        fleet.add(target, "WA_TARGETS")
     path = settings.config_file
     if path is not None:
         _load_file(path, fleet, env_creds, env_tls)
@@ -360,39 +353,37 @@ def load_targets(settings: Settings) -> list[Target]:
     return fleet.targets
 
 
-def _load_file(path: Path, fleet: _Fleet, env_creds: Credentials, env_tls: TLSOptions) -> None:
+def _load_file(path: Path, fleet: _Targets, env_creds: Credentials, env_tls: TLSOptions) -> None:
     base = path.parent
     data = _parse(path, _read(path))
-    config = _validate(_CONFIG_FILE, {} if data is None else data, path, {"base": base})
+    config = _validate(
+        _CONFIG_FILE, _ConfigFile, {} if data is None else data, path, {"base": base}
+    )
     auths = {name: auth.credentials() for name, auth in config.auths.items()}
     for i, static in enumerate(config.targets):
         where = f"{path}: targets[{i}]"
         creds = env_creds if static.auth is None else _auth(static.auth, auths, f"{where}.auth")
-        url, default_name, stripped = normalize_url(static.url)
-        fleet.add(
-            Target(
-                name=static.name or default_name,
-                url=url,
-                credentials=creds,
-                tls=_tls(static.tls_config, env_tls),
-                labels=tuple(sorted(static.labels.items())),
-                support_path_stripped=stripped,
-            ),
-            where,
+        target = Target.at(
+            static.url,
+            static.name,
+            creds,
+            _tls(static.tls_config, env_tls),
+            tuple(sorted(static.labels.items())),
         )
+        fleet.add(target, where)
     for file in _target_file_paths(config.target_files, base):
         _load_target_file(file, fleet, auths, env_creds, env_tls)
 
 
 def _load_target_file(
     path: Path,
-    fleet: _Fleet,
+    fleet: _Targets,
     auths: dict[str, Credentials],
     env_creds: Credentials,
     env_tls: TLSOptions,
 ) -> None:
     data = _parse(path, _read(path))
-    groups = _validate(_GROUPS, [] if data is None else data, path, {})
+    groups = _validate(_GROUPS, list[_Group], [] if data is None else data, path, {})
     for g, group in enumerate(groups):
         labels = dict(group.labels)
         auth = labels.pop("auth", None)
@@ -400,24 +391,11 @@ def _load_target_file(
         label_pairs = tuple(sorted(labels.items()))
         for t, text in enumerate(group.targets):
             where = f"{path}: [{g}].targets[{t}]"
-            name, sep, url = text.strip().partition("=")
-            if not sep:
-                name, url = "", text
             try:
-                clean, default_name, stripped = normalize_url(url)
+                target = Target.parse(text, creds, env_tls, label_pairs)
             except ValueError as err:
                 raise ConfigError(f"{where}: {err}") from None
-            fleet.add(
-                Target(
-                    name=name.strip() or default_name,
-                    url=clean,
-                    credentials=creds,
-                    tls=env_tls,
-                    labels=label_pairs,
-                    support_path_stripped=stripped,
-                ),
-                where,
-            )
+            fleet.add(target, where)
 
 
 # -- change detection -------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from dataclasses import replace
 
 import aiohttp
 
-from whatsapp_support_exporter.cli.settings import Settings
-from whatsapp_support_exporter.output.families import COLLECTORS
-from whatsapp_support_exporter.output.snapshot import CollectorState, TargetSnapshot, bumped
+from whatsapp_support_exporter.fleet.settings import Settings
+from whatsapp_support_exporter.output.families import OPTIONAL_ENDPOINTS
+from whatsapp_support_exporter.output.snapshot import EndpointState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.errors import BACKOFF_REASONS, PollError, Reason
 from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
@@ -168,11 +168,8 @@ class TargetPoller:
         except PollError as err:
             return self._failed(err, time.monotonic() - started)
         except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
-            log.exception("poll crashed", extra={"target": self.target.name})
-            error = PollError(
-                Reason.INVALID_RESPONSE, f"could not be processed ({type(err).__name__})"
-            )
-            return self._failed(error, time.monotonic() - started)
+            error = PollError(Reason.INTERNAL, f"the exporter failed ({type(err).__name__})")
+            return self._failed(error, time.monotonic() - started, err)
         return self._succeeded(answer, time.monotonic() - started)
 
     async def _attempt(self, wants_shards: bool) -> Answer:
@@ -219,24 +216,24 @@ class TargetPoller:
                     "fields": ",".join(sorted(set(answer.support.invalid_fields))),
                 },
             )
-        collectors = dict(snap.collectors)
+        endpoints = dict(snap.endpoints)
         health, shards = snap.health, snap.shards_configured
-        asked = dict(answer.collectors)
+        asked = dict(answer.endpoints)
         if "health" in asked:
             health = answer.health
         elif not self.settings.collector_health:
             health = None
         if "shards" in asked:
             shards = answer.shards_configured
-        for name in COLLECTORS:
+        for name in OPTIONAL_ENDPOINTS:
             if name not in asked:
                 continue
             error = asked[name]
-            state = collectors.get(name, CollectorState())
+            state = endpoints.get(name, EndpointState())
             if error is None:
-                collectors[name] = replace(state, success=True)
+                endpoints[name] = replace(state, success=True)
             else:
-                if state.success or name not in snap.collectors:
+                if state.success or name not in snap.endpoints:
                     log.info(
                         "optional endpoint failed",
                         extra={
@@ -246,7 +243,7 @@ class TargetPoller:
                             "detail": error.detail,
                         },
                     )
-                collectors[name] = CollectorState(False, bumped(state.errors, error.reason))
+                endpoints[name] = EndpointState(False, bumped(state.errors, error.reason))
         self.failures = 0
         self._arm_stale_timer()
         self._publish(
@@ -264,18 +261,21 @@ class TargetPoller:
                 last_error=None,
                 last_error_detail="",
                 invalid_fields=invalid,
-                collectors=collectors,
+                endpoints=endpoints,
             )
         )
         return self._jittered(self.settings.poll_interval)
 
-    def _failed(self, err: PollError, duration: float) -> float:
+    def _failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
+        """Count the failure; log it when the target's state changes (an internal one with its
+        traceback, at error level: it is ours to fix)."""
         snap = self.snapshot
         if snap.up or snap.last_error != err.reason:
-            log.warning(
-                "target poll failed",
-                extra={"target": snap.name, "reason": err.reason, "detail": err.detail},
-            )
+            extra = {"target": snap.name, "reason": err.reason, "detail": err.detail}
+            if cause is not None:
+                log.error("poll failed inside the exporter", exc_info=cause, extra=extra)
+            else:
+                log.warning("target poll failed", extra=extra)
         self._publish(
             replace(
                 snap,
@@ -336,7 +336,8 @@ class TargetPoller:
 
 
 class Poller:
-    """The fleet: one shared session, one budget, one poller per target; changed by ``apply``."""
+    """The polling of this replica's targets: one shared session, one budget, one poller per
+    target; changed by ``apply`` (the fleet, ``fleet.reload``, decides which targets)."""
 
     def __init__(
         self,

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from whatsapp_support_exporter.cli.settings import Settings
 from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
 from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.fleet.sharding import assigned
 from whatsapp_support_exporter.output.families import exporter_pieces
 from whatsapp_support_exporter.output.store import Store

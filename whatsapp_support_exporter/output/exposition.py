@@ -19,8 +19,6 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from whatsapp_support_exporter.output.families import FAMILIES, METRIC_NAMES
 from whatsapp_support_exporter.output.store import Pieces, Store
 
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 

@@ -27,7 +27,7 @@ from enum import StrEnum
 from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.upstream.errors import Reason
-from whatsapp_support_exporter.upstream.onprem.support import Container, Support, utc_seconds
+from whatsapp_support_exporter.upstream.onprem.support import ContainerFields, Support, utc_seconds
 
 SOCKET_STATES = ("UP", "DN", "SC", "UP receiving offline", "UNK")
 ROLES = ("primary_master", "secondary_master", "coreapp")
@@ -35,7 +35,9 @@ GATEWAY_STATES = ("connected", "connecting", "disconnected", "uninitialized", "u
 API_STATUSES = ("stable", "experimental", "deprecated")
 ERROR_REASONS = tuple(Reason)
 LOGIN_RESULTS = ("success", "failure")
-COLLECTORS = ("health", "shards")
+# The optional endpoints polled beside /v1/support (--collector.health, --collector.shards):
+# the values of the public `collector` label.
+OPTIONAL_ENDPOINTS = ("health", "shards")
 
 
 class Kind(StrEnum):
@@ -56,7 +58,7 @@ class Family:
     help: str
     labels: tuple[str, ...] = ()  # the labels after target (and host, container_id)
     # how a container family takes its samples from a container (None: a per-target family)
-    samples: Callable[[Container, float | None], Sequence[Sample]] | None = None
+    samples: Callable[[ContainerFields, float | None], Sequence[Sample]] | None = None
     # rendered label suffixes by label values (see _extra); not part of the family's identity
     extras: dict[tuple[str, ...], str] = field(
         default_factory=dict, compare=False, hash=False, repr=False
@@ -106,52 +108,52 @@ def _flag(value: bool | None) -> tuple[Sample, ...]:
     return () if value is None else (((), 1 if value else 0),)
 
 
-def _free_space(c: Container, _: float | None) -> list[Sample]:
+def _free_space(c: ContainerFields, _: float | None) -> list[Sample]:
     return [((directory,), free) for directory, free in c.free_space.items()]
 
 
-def _socket_state(c: Container, _: float | None) -> Sequence[Sample]:
+def _socket_state(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     return () if c.socket_conn is None else _states(SOCKET_STATES, c.socket_conn)
 
 
-def _socket_connected(c: Container, _: float | None) -> Sequence[Sample]:
+def _socket_connected(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     return _flag(None if c.socket_conn is None else c.socket_conn == "UP")
 
 
-def _expiry(c: Container, _: float | None) -> Sequence[Sample]:
+def _expiry(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     return _one(None if c.expire_timestamp is None else utc_seconds(c.expire_timestamp))
 
 
-def _role(c: Container, _: float | None) -> Sequence[Sample]:
+def _role(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     return () if c.role is None else _states(ROLES, c.role)
 
 
-def _shards_owned(c: Container, _: float | None) -> Sequence[Sample]:
+def _shards_owned(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     return _one(None if c.shards is None else len(c.shards))
 
 
-def _shard_owned(c: Container, _: float | None) -> list[Sample]:
+def _shard_owned(c: ContainerFields, _: float | None) -> list[Sample]:
     return [((str(shard),), 1) for shard in sorted(c.shards or ())]
 
 
-def _schema(c: Container, _: float | None) -> list[Sample]:
+def _schema(c: ContainerFields, _: float | None) -> list[Sample]:
     return [((table,), version) for table, version in (c.schema_ or {}).items()]
 
 
-def _build_info(c: Container, _: float | None) -> Sequence[Sample]:
+def _build_info(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     if c.version is None and c.description is None:
         return ()
     return (((c.version or "", c.description or ""), 1),)
 
 
-def _container_info(c: Container, _: float | None) -> Sequence[Sample]:
+def _container_info(c: ContainerFields, _: float | None) -> Sequence[Sample]:
     values = (c.db_engine, c.os_name, c.os_version, c.lc, c.lg)
     if values.count(None) == len(values):
         return ()
     return ((tuple(v or "" for v in values), 1),)
 
 
-def _clock_skew(c: Container, received_at: float | None) -> Sequence[Sample]:
+def _clock_skew(c: ContainerFields, received_at: float | None) -> Sequence[Sample]:
     if c.device_iso8601 is None or received_at is None:
         return ()
     # a clock given in whole seconds is compared with ours in whole seconds: otherwise the
@@ -369,14 +371,6 @@ _FAMILIES = (
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
 METRIC_NAMES = tuple(FAMILIES)
 
-# Families that exist only while a target has fresh data (everything else is about the poll).
-DATA_FAMILIES = (
-    *(f.name for f in _CONTAINER_FAMILIES),
-    GATEWAY_STATUS.name,
-    SHARDS_CONFIGURED.name,
-    API_STATUS.name,
-)
-
 
 def escape(value: str) -> str:
     """Label value escaping shared by the text format and OpenMetrics."""
@@ -497,13 +491,13 @@ def render_target(snapshot: TargetSnapshot) -> dict[str, str]:
     if snapshot.invalid_fields:
         invalid = sorted(snapshot.invalid_fields.items())
         out.add(INVALID_FIELDS, base, [((f,), n) for f, n in invalid])
-    if snapshot.collectors:
-        collectors = sorted(snapshot.collectors.items())
-        out.add(COLLECTOR_SUCCESS, base, [((c,), 1 if s.success else 0) for c, s in collectors])
+    if snapshot.endpoints:
+        endpoints = sorted(snapshot.endpoints.items())
+        out.add(COLLECTOR_SUCCESS, base, [((c,), 1 if s.success else 0) for c, s in endpoints])
         out.add(
             COLLECTOR_ERRORS,
             base,
-            [((c, r), s.errors.get(r, 0)) for c, s in collectors for r in ERROR_REASONS],
+            [((c, r), s.errors.get(r, 0)) for c, s in endpoints for r in ERROR_REASONS],
         )
     return {family: "".join(lines) for family, lines in out.lines.items() if lines}
 

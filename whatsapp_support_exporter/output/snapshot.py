@@ -24,7 +24,7 @@ def bumped(counts: Mapping[str, int], key: str, by: int = 1) -> Mapping[str, int
 
 
 @dataclass(frozen=True)
-class CollectorState:
+class EndpointState:
     """The last outcome of an optional endpoint (``health``, ``shards``) and its failures."""
 
     success: bool = False
@@ -52,7 +52,7 @@ class TargetSnapshot:
     errors: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     logins: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     invalid_fields: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
-    collectors: Mapping[str, CollectorState] = field(default_factory=dict)
+    endpoints: Mapping[str, EndpointState] = field(default_factory=dict)
 
     @property
     def state(self) -> str:

@@ -1,9 +1,10 @@
 """The store: every target's latest snapshot and its series, rendered once per change.
 
-Shaped like kube-state-metrics' ``MetricsStore``: the store is given the render function, keeps
-each target's rendered pieces (text per metric family) with a generation number, and is read only
-by the writer (``exposition.py``), which asks what changed since the generation it last saw.
-Nothing here is consumed destructively, so any number of readers see the same thing.
+Shaped like kube-state-metrics' ``MetricsStore``: the store is given the render function and
+keeps each target's rendered pieces (text per metric family) with a generation number. The
+writer (``exposition.py``) reads the pieces, asking what changed since the generation it last
+saw; the web app reads the snapshots (the landing page, ``/sd``, ``?target=``). Nothing here is
+consumed destructively, so any number of readers see the same thing.
 """
 
 from __future__ import annotations

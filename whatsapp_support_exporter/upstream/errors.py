@@ -1,7 +1,9 @@
 """Why a poll failed: one closed list of reasons, and the exception that carries one.
 
 Every failure of an attempt on an upstream leaves the client as a :class:`PollError` with exactly
-one :class:`Reason` and a detail that is safe to log (never a credential, never a body).
+one :class:`Reason` and a detail that is safe to log (never a credential, never a body). An
+exception of the exporter's own during a poll is the reason ``internal``, so that an operator never
+blames the upstream for our bug.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ class Reason(StrEnum):
     UNAVAILABLE = "unavailable"
     HTTP = "http"
     INVALID_RESPONSE = "invalid_response"
+    # Our own fault (a bug, memory exhausted) while polling: never the upstream's.
+    INTERNAL = "internal"
 
 
 # Reasons that say "slow down or wait": the next poll of the target waits longer each time.

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.negotiation import choose, wants_gzip
 from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.web.landing import landing_page, target_section
 from whatsapp_support_exporter.web.server import send_body
 
 EXPOSITION = web.AppKey("exposition", Exposition)
@@ -32,9 +31,10 @@ TELEMETRY_PATH = web.AppKey("telemetry_path", str)
 Reload = Callable[[str], Awaitable[str | None]]
 RELOAD: web.AppKey[Reload] = web.AppKey("reload")
 RELOAD_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("reload_status")
-LANDING = web.AppKey("landing", dict)  # cached page: {"key": (generation, second), "page": str}
+LANDING = web.AppKey("landing", dict)  # cached page: {"at": wall time, "body": bytes, "renders"}
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")  # wall time; tests drive it
 
-# The landing page is rendered at most once a second (and only when something changed).
+# The landing page is rendered at most once a second.
 LANDING_CACHE_SECONDS = 1.0
 
 
@@ -58,14 +58,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def service_discovery(request: web.Request) -> web.Response:
-    """This replica's targets in Prometheus' http_sd format, for per-target scrapes."""
+    """This replica's targets in Prometheus' http_sd format, for per-target scrapes.
+
+    Only `__param_target`: the target's own labels reach Prometheus once, on
+    whatsapp_target_info (as target labels too they would come back as `exported_<name>`).
+    """
     address = request.host
     groups = [
-        {
-            "targets": [address],
-            # no `target` label here: the scraped series carry their own
-            "labels": {**dict(snap.labels), "__param_target": snap.name},
-        }
+        {"targets": [address], "labels": {"__param_target": snap.name}}
         for snap in request.app[STORE].snapshots.values()
     ]
     return web.json_response(groups)
@@ -89,47 +89,25 @@ async def reload_config(request: web.Request) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.Response:
-    """Name, version, a link to the metrics, and each target's state (never a secret)."""
-    now = time.time()
-    cache = request.app[LANDING]
-    key = (request.app[STORE].generation, int(now / LANDING_CACHE_SECONDS))
-    if cache.get("key") != key:
-        cache["key"], cache["page"] = key, _landing_page(request.app, now)
-    return web.Response(text=cache["page"], content_type="text/html")
+    """Name, version, links, and a row per target and container, failing ones first.
 
-
-def _landing_page(app: web.Application, now: float) -> str:
-    path = html.escape(app[TELEMETRY_PATH])
-    rows = []
-    for snap in app[STORE].snapshots.values():
-        age = "never" if snap.last_success is None else f"{now - snap.last_success:.0f}s ago"
-        containers = len(snap.support.containers) if snap.support else 0
-        error = f"{snap.last_error}: {snap.last_error_detail}" if snap.last_error else ""
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(cell))}</td>"
-                for cell in (snap.name, snap.url, snap.state, age, containers, snap.polls, error)
-            )
-            + "</tr>"
+    Rendered at most once a second whatever the request rate (a fleet changes every few
+    milliseconds); between renders every request gets the same bytes.
+    """
+    app = request.app
+    now = app[CLOCK]()
+    cache = app[LANDING]
+    rendered_at = cache.get("at")
+    if rendered_at is None or not 0 <= now - rendered_at < LANDING_CACHE_SECONDS:
+        status = app.get(RELOAD_STATUS)
+        page = landing_page(
+            [target_section(app[STORE], now)],
+            telemetry_path=app[TELEMETRY_PATH],
+            config_status=status() if status else None,
         )
-    status = app.get(RELOAD_STATUS)
-    config = f"<p>Configuration: {html.escape(status())}</p>" if status else ""
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>WhatsApp Support Exporter</title>
-<style>body{{font-family:sans-serif}}td,th{{padding:2px 10px;text-align:left}}</style></head>
-<body><h1>WhatsApp Support Exporter</h1>
-<p>Version {html.escape(__version__)}. Polls <code>/v1/support</code> of each WhatsApp Business API
-client on its own schedule and serves the result.</p>
-<p><a href="{path}">Metrics</a> · <a href="/sd">Targets (http_sd)</a> ·
-<a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
-{config}
-<h2>Targets</h2>
-<table><tr><th>target</th><th>URL</th><th>state</th><th>last success</th><th>containers</th>
-<th>polls</th><th>last error</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""
+        cache["at"], cache["body"] = now, page.encode()
+        cache["renders"] = cache.get("renders", 0) + 1
+    return web.Response(body=cache["body"], content_type="text/html", charset="utf-8")
 
 
 # How old the exporter's own process metrics may be when scraped.
@@ -161,6 +139,7 @@ def create_app(
     reload: Reload | None = None,
     reload_status: Callable[[], str] | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The web application; the poller (if any) and background tasks run for its lifetime.
 
@@ -172,6 +151,7 @@ def create_app(
     app[TELEMETRY_PATH] = telemetry_path
     app[READY] = [poller is None]
     app[LANDING] = {}
+    app[CLOCK] = clock
     if reload_status is not None:
         app[RELOAD_STATUS] = reload_status
     app.cleanup_ctx.append(_refresh_runtime_metrics)

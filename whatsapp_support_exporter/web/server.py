@@ -14,6 +14,10 @@ how long a response may sit unread in memory. Here:
 - malformed requests are logged at debug (the client's mistake, not ours);
 - stopping takes at most ``shutdown_timeout``: requests in flight get most of it, then every
   connection left is aborted.
+
+Only aiohttp's documented interfaces are used: ``web.Server`` (``runner.server``) is the protocol
+factory of ``loop.create_server``, as aiohttp's low-level server documentation describes, wrapped
+by our guard; a middleware tells which connections have a request in progress.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import contextlib
 import logging
 import resource
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEEPALIVE_TIMEOUT = 15.0
 WRITE_TIMEOUT = 15.0
@@ -85,13 +91,36 @@ class _Guard:
         self.write_timeout = write_timeout
         self.handlers: set[RequestHandler] = set()
         self._stalled: dict[RequestHandler, tuple[int, float]] = {}  # buffered, since
+        # transports with a request being handled, and how many (pipelining)
+        self.in_progress: dict[asyncio.BaseTransport, int] = {}
+
+    @web.middleware
+    async def track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Mark the request's connection busy while its handler runs."""
+        transport = request.transport
+        if transport is None:
+            return await handler(request)
+        self.in_progress[transport] = self.in_progress.get(transport, 0) + 1
+        try:
+            return await handler(request)
+        finally:
+            left = self.in_progress.pop(transport) - 1
+            if left:
+                self.in_progress[transport] = left
+
+    def busy(self, handler: RequestHandler) -> bool:
+        """A request is being handled or its response is still being sent."""
+        transport = handler.transport
+        if transport is None:
+            return False
+        return transport in self.in_progress or transport.get_write_buffer_size() > 0
 
     def __call__(self) -> asyncio.BaseProtocol:
         server = self.runner.server
         assert server is not None
         self.handlers = {h for h in self.handlers if h.transport is not None}
         if len(server.connections) >= self.max_connections:
-            idle = next((h for h in server.connections if not _busy(h)), None)
+            idle = next((h for h in server.connections if not self.busy(h)), None)
             if idle is None:
                 return _Refuse()
             idle.force_close()
@@ -130,14 +159,28 @@ class _Guard:
         self.handlers.clear()
 
 
-def _busy(handler: RequestHandler) -> bool:
-    """A request is being handled or its response is still being sent."""
-    transport = handler.transport
-    if transport is None:
-        return False
-    if getattr(handler, "_request_in_progress", False):
-        return True
-    return transport.get_write_buffer_size() > 0
+class Listener:
+    """A running server: the app's runner and our listening socket; ``cleanup()`` stops both."""
+
+    def __init__(self, runner: web.AppRunner, listening: asyncio.AbstractServer) -> None:
+        self.runner = runner
+        self.listening = listening
+
+    @property
+    def server(self) -> web.Server | None:
+        """aiohttp's low-level server: its ``connections`` are the open connections."""
+        return self.runner.server
+
+    @property
+    def addresses(self) -> list[Any]:
+        """The bound addresses (the port chosen for port 0)."""
+        sockets = getattr(self.listening, "sockets", None) or ()
+        return [sock.getsockname() for sock in sockets]
+
+    async def cleanup(self) -> None:
+        """Stop listening, then let aiohttp finish or cancel the requests in flight."""
+        self.listening.close()
+        await self.runner.cleanup()
 
 
 async def start_server(
@@ -150,8 +193,8 @@ async def start_server(
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_connections: int | None = None,
-) -> web.AppRunner:
-    """Start ``app`` (its startup hooks run) and listen; ``await runner.cleanup()`` stops it.
+) -> Listener:
+    """Start ``app`` (its startup hooks run) and listen; ``await listener.cleanup()`` stops it.
 
     ``host`` None or "" listens on every interface. A port that cannot be bound raises OSError
     naming the address, after the app has been cleaned up again.
@@ -182,49 +225,23 @@ async def start_server(
         guard.abort_all()  # whatever the graceful shutdown left: clients not reading
 
     app.cleanup_ctx.append(sweeping)
+    app.middlewares.insert(0, guard.track)  # outermost: before authentication
     await runner.setup()
-    site = _GuardedSite(runner, guard, host or None, port, ssl_context)
+    loop = asyncio.get_running_loop()
     try:
-        await site.start()
+        listening = await loop.create_server(
+            guard,
+            host or None,
+            port,
+            ssl=ssl_context,
+            reuse_address=True,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
+        )
     except OSError as err:
         await runner.cleanup()
         where = f"{host or '*'}:{port}"
         raise OSError(err.errno, f"cannot listen on {where}: {err.strerror or err}") from None
-    return runner
-
-
-class _GuardedSite(web.TCPSite):
-    __slots__ = ("_guard",)
-
-    def __init__(
-        self,
-        runner: web.AppRunner,
-        guard: _Guard,
-        host: str | None,
-        port: int,
-        ssl_context: ssl.SSLContext | None,
-    ) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_address=True)
-        self._guard = guard
-
-    async def start(self) -> None:
-        self._runner._reg_site(self)
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                self._guard,
-                self._host,
-                self._port,
-                ssl=self._ssl_context,
-                backlog=self._backlog,
-                reuse_address=self._reuse_address,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl_context else None,
-            )
-        except OSError:
-            self._runner._unreg_site(self)
-            raise
-        if self._server.sockets:
-            self._bound_port = self._server.sockets[0].getsockname()[1]
+    return Listener(runner, listening)
 
 
 async def send_body(

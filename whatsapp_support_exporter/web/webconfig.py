@@ -1,7 +1,9 @@
-"""``--web.config.file``: TLS and basic auth for our own endpoint, in the exporter-toolkit format.
+"""``--web.config.file``: TLS, basic auth and response headers for our own endpoint, in the
+exporter-toolkit format.
 
-Only the parts this exporter honours are accepted; an unknown key or a bad file stops the
-program at start rather than serving /metrics less protected than the operator believes.
+Only the parts this exporter honours are accepted; an unknown key, a key it would ignore
+(``cipher_suites``, ``http2: true``) or a bad file stops the program at start rather than serving
+/metrics less protected than the operator believes.
 
     tls_server_config:
       cert_file: server.crt
@@ -9,6 +11,12 @@ program at start rather than serving /metrics less protected than the operator b
       client_ca_file: ca.crt              # optional
       client_auth_type: RequireAndVerifyClientCert   # optional
       min_version: TLS12                  # optional
+      max_version: TLS13                  # optional
+      prefer_server_cipher_suites: true   # optional
+    http_server_config:
+      headers:                            # optional, sent on every response
+        Strict-Transport-Security: max-age=31536000
+        X-Content-Type-Options: nosniff
     basic_auth_users:
       prometheus: $2y$10$...              # bcrypt hash
 """
@@ -33,6 +41,8 @@ import bcrypt
 import yaml
 from aiohttp import web
 
+from whatsapp_support_exporter.upstream.onprem.target import file_problem
+
 _TLS_KEYS = {
     "cert_file",
     "key_file",
@@ -40,9 +50,24 @@ _TLS_KEYS = {
     "client_auth_type",
     "min_version",
     "max_version",
-    "cipher_suites",
     "prefer_server_cipher_suites",
-    "curve_preferences",
+}
+# exporter-toolkit keys that Python's ssl module cannot honour as Go does: refused, not ignored.
+_TLS_UNHONOURED = {
+    "cipher_suites": "Go's cipher suite names",
+    "curve_preferences": "Go's curve names",
+    "cert": "inline certificates (use cert_file)",
+    "key": "inline keys (use key_file)",
+    "client_ca": "an inline client CA (use client_ca_file)",
+    "client_allowed_sans": "client SAN matching",
+}
+# The headers exporter-toolkit lets a web config set, with the values it accepts (None: any).
+_HEADERS: dict[str, frozenset[str] | None] = {
+    "Content-Security-Policy": None,
+    "X-Frame-Options": frozenset({"deny", "sameorigin"}),
+    "X-Content-Type-Options": frozenset({"nosniff"}),
+    "X-XSS-Protection": None,
+    "Strict-Transport-Security": None,
 }
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
@@ -72,20 +97,25 @@ class WebConfigError(ValueError):
 class WebConfig:
     ssl_context: ssl.SSLContext | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # sent on every response
 
 
 def load_web_config(path: Path) -> WebConfig:
     """Read and check the file; every referenced file must exist and load."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise WebConfigError(f"cannot read {path}: {err.__class__.__name__}") from None
+    except OSError as err:
+        raise WebConfigError(f"cannot read {path}: {file_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise WebConfigError(f"cannot read {path}: not UTF-8 text") from None
+    except yaml.YAMLError:
+        raise WebConfigError(f"cannot read {path}: not valid YAML") from None
     if not isinstance(raw, dict):
         raise WebConfigError("must be a YAML mapping")
     unknown = set(raw) - {"tls_server_config", "basic_auth_users", "http_server_config"}
     if unknown:
         raise WebConfigError(f"unknown key {sorted(unknown)[0]!r}")
-    config = WebConfig()
+    config = WebConfig(headers=_headers(raw.get("http_server_config")))
     tls = raw.get("tls_server_config")
     if tls is not None:
         config.ssl_context = _ssl_context(tls, path.parent)
@@ -99,9 +129,62 @@ def load_web_config(path: Path) -> WebConfig:
     return config
 
 
+def _headers(http: Any) -> dict[str, str]:
+    """``http_server_config``: the headers to send (blank ones unset); HTTP/2 is never served."""
+    if http is None:
+        return {}
+    if not isinstance(http, dict):
+        raise WebConfigError("http_server_config must be a mapping")
+    unknown = set(http) - {"headers", "http2"}
+    if unknown:
+        raise WebConfigError(f"http_server_config: unknown key {sorted(unknown)[0]!r}")
+    if http.get("http2") not in (None, False):
+        raise WebConfigError(
+            "http_server_config: http2 must be false or left out (this exporter serves HTTP/1.1)"
+        )
+    headers = http.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise WebConfigError("http_server_config: headers must be a mapping of name to value")
+    chosen = {}
+    for name, value in headers.items():
+        known = next((h for h in _HEADERS if h.lower() == str(name).lower()), None)
+        if known is None:
+            raise WebConfigError(
+                f"http_server_config: header {name!r} cannot be set (only {', '.join(_HEADERS)})"
+            )
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or re.search(r"[\x00-\x1f\x7f]", value):
+            raise WebConfigError(f"http_server_config: {known} must be a one-line string")
+        accepted = _HEADERS[known]
+        if accepted is not None and value.lower() not in accepted:
+            raise WebConfigError(
+                f"http_server_config: {known} must be one of {', '.join(sorted(accepted))}"
+            )
+        chosen[known] = value
+    return chosen
+
+
+def headers_hook(
+    headers: dict[str, str],
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` signal handler that sends ``headers`` on every response."""
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+
+    return add
+
+
 def _ssl_context(tls: Any, base: Path) -> ssl.SSLContext:
     if not isinstance(tls, dict):
         raise WebConfigError("tls_server_config must be a mapping")
+    unhonoured = sorted(set(tls) & set(_TLS_UNHONOURED))
+    if unhonoured:
+        key = unhonoured[0]
+        raise WebConfigError(
+            f"tls_server_config: {key} is not supported here ({_TLS_UNHONOURED[key]}); remove it"
+        )
     unknown = set(tls) - _TLS_KEYS
     if unknown:
         raise WebConfigError(f"tls_server_config: unknown key {sorted(unknown)[0]!r}")
@@ -110,9 +193,13 @@ def _ssl_context(tls: Any, base: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(base / tls["cert_file"], base / tls["key_file"])
-    except (OSError, ssl.SSLError) as err:
+    except ssl.SSLError:  # an OSError too: first
         raise WebConfigError(
-            f"tls_server_config: cannot load cert_file/key_file: {err.__class__.__name__}"
+            "tls_server_config: cannot load cert_file/key_file: not PEM, or they do not match"
+        ) from None
+    except OSError as err:
+        raise WebConfigError(
+            f"tls_server_config: cannot load cert_file/key_file: {file_problem(err)}"
         ) from None
     auth_type = tls.get("client_auth_type", "NoClientCert")
     if auth_type not in _CLIENT_AUTH:
@@ -121,9 +208,13 @@ def _ssl_context(tls: Any, base: Path) -> ssl.SSLContext:
     if tls.get("client_ca_file"):
         try:
             context.load_verify_locations(base / tls["client_ca_file"])
-        except (OSError, ssl.SSLError) as err:
+        except ssl.SSLError:
             raise WebConfigError(
-                f"tls_server_config: cannot load client_ca_file: {err.__class__.__name__}"
+                "tls_server_config: cannot load client_ca_file: no PEM certificate in it"
+            ) from None
+        except OSError as err:
+            raise WebConfigError(
+                f"tls_server_config: cannot load client_ca_file: {file_problem(err)}"
             ) from None
     elif auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
         raise WebConfigError(
@@ -134,6 +225,13 @@ def _ssl_context(tls: Any, base: Path) -> ssl.SSLContext:
             if tls[key] not in _VERSIONS:
                 raise WebConfigError(f"tls_server_config: unknown {key} {tls[key]!r}")
             setattr(context, attr, _VERSIONS[tls[key]])
+    prefer = tls.get("prefer_server_cipher_suites", True)  # exporter-toolkit's default
+    if not isinstance(prefer, bool):
+        raise WebConfigError("tls_server_config: prefer_server_cipher_suites must be true or false")
+    if prefer:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     return context
 
 

@@ -63,7 +63,7 @@ class Answer:
     health: Health | None = None
     shards_configured: int | None = None
     # per optional endpoint asked: None if it answered well, else why not
-    collectors: tuple[tuple[str, PollError | None], ...] = ()
+    endpoints: tuple[tuple[str, PollError | None], ...] = ()
 
 
 def new_session(max_connections: int, keepalive: float) -> aiohttp.ClientSession:
@@ -200,24 +200,24 @@ class Client:
         """GET /v1/support (and the optional endpoints asked for) within one deadline.
 
         Raises PollError when /v1/support fails; an optional endpoint that fails is reported in
-        ``Answer.collectors`` and never fails the attempt.
+        ``Answer.endpoints`` and never fails the attempt.
         """
         deadline = asyncio.get_running_loop().time() + self.timeout
         body = await self._within(deadline, self._get("/v1/support", retry_auth=True))
         received_at = self.clock()
         support = await self._parse(parse_support, body)
-        collectors: list[tuple[str, PollError | None]] = []
+        endpoints: list[tuple[str, PollError | None]] = []
         gateways: Health | None = None
         shard_count: int | None = None
         if health:
             gateways, error = await self._optional(deadline, "/v1/health", parse_health)
-            collectors.append(("health", error))
+            endpoints.append(("health", error))
         if shards and any(c.fields.multi_connect for c in support.containers):
             shard_count, error = await self._optional(
                 deadline, "/v1/account/shards", lambda body, **_: parse_shard_count(body)
             )
-            collectors.append(("shards", error))
-        return Answer(support, received_at, gateways, shard_count, tuple(collectors))
+            endpoints.append(("shards", error))
+        return Answer(support, received_at, gateways, shard_count, tuple(endpoints))
 
     async def _optional(
         self, deadline: float, path: str, parse: Callable[..., T]

@@ -82,7 +82,7 @@ ShardIds = Annotated[frozenset[int], BeforeValidator(_shard_ids)]
 Bytes = Annotated[float, BeforeValidator(_free_space)]
 
 
-class Container(BaseModel):
+class ContainerFields(BaseModel):
     """One container's fields: the whole single-instance response, or one cluster entry."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
@@ -109,7 +109,9 @@ class Container(BaseModel):
 # ``env`` may hold secrets; ``debug_info`` holds the phone number and is reduced to ``registered``.
 _UNREAD_KEYS = frozenset({"context", "db_info", "e2e", "env"})
 # The model's fields under the upstream's names (derived, so a new field is never dropped unseen).
-_MODEL_KEYS = frozenset((info.alias or name) for name, info in Container.model_fields.items()) - {
+_MODEL_KEYS = frozenset(
+    (info.alias or name) for name, info in ContainerFields.model_fields.items()
+) - {
     "free_space",
     "registered",
 }
@@ -124,19 +126,20 @@ SERIES_PER_CONTAINER = 40
 
 
 @dataclass(frozen=True)
-class ContainerData:
-    """A container with where it runs; host and container_id are None for a single instance."""
+class Container:
+    """One container of an answer: where it runs (host and container_id, None for a single
+    instance) and its fields; the simulator's Container is the same thing on the other side."""
 
     host: str | None
     container_id: str | None
-    fields: Container
+    fields: ContainerFields
 
 
 @dataclass(frozen=True)
 class Support:
     """A parsed response: its containers and the upstream fields dropped for a wrong type."""
 
-    containers: tuple[ContainerData, ...]
+    containers: tuple[Container, ...]
     clustered: bool
     invalid_fields: tuple[str, ...] = field(default=())
     api_status: str | None = None  # meta.api_status of the answer: stable, experimental, deprecated
@@ -218,7 +221,7 @@ def parse_support(body: bytes, *, max_series: int | None = None) -> Support:
                 f" {max_series} (--poll.max-series)"
             )
     if not clustered:
-        container = ContainerData(None, None, _container(support, invalid))
+        container = Container(None, None, _container(support, invalid))
         return Support((container,), False, tuple(invalid), api_status)
     containers = []
     seen: set[tuple[str, str]] = set()
@@ -228,7 +231,7 @@ def parse_support(body: bytes, *, max_series: int | None = None) -> Support:
             invalid.append(CONTAINER_FIELD)
             continue
         seen.add((host, container_id))
-        containers.append(ContainerData(host, container_id, _container(entry, invalid)))
+        containers.append(Container(host, container_id, _container(entry, invalid)))
     return Support(tuple(containers), True, tuple(invalid), api_status)
 
 
@@ -317,7 +320,7 @@ def _is_clustered(support: dict[str, Any]) -> bool:
     return any(":" in key and isinstance(value, dict) for key, value in support.items())
 
 
-def _container(raw: dict[str, Any], invalid: list[str]) -> Container:
+def _container(raw: dict[str, Any], invalid: list[str]) -> ContainerFields:
     """Validate one container, dropping (and naming) each field of the wrong type."""
     data: dict[str, Any] = {}
     free_space: dict[str, Any] = {}
@@ -335,7 +338,7 @@ def _container(raw: dict[str, Any], invalid: list[str]) -> Container:
         data["free_space"] = free_space
     for _ in range(len(data) + 1):
         try:
-            return Container.model_validate(data)
+            return ContainerFields.model_validate(data)
         except ValidationError as err:
             for error in err.errors(include_input=False, include_url=False):
                 loc = error["loc"]

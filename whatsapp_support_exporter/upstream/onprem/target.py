@@ -8,12 +8,15 @@ file (named auths, target files). Secret files are checked at start and read aga
 from __future__ import annotations
 
 import dataclasses
+import errno
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import SecretStr
+from pydantic import AfterValidator, SecretStr, ValidationInfo
 from yarl import URL
 
 API_KEY_LENGTH = (12, 128)
@@ -25,11 +28,29 @@ class SecretFileError(Exception):
     """A secret file that cannot be used; the text names the file, never its content."""
 
 
+_OS_PROBLEMS = {
+    errno.ENOENT: "file not found",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOTDIR: "file not found",
+}
+
+
+def file_problem(err: OSError | UnicodeDecodeError) -> str:
+    """What an operator can act on ("file not found"), not a Python class name."""
+    if isinstance(err, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if err.errno in _OS_PROBLEMS:
+        return _OS_PROBLEMS[err.errno]
+    return (err.strerror or "cannot be read").lower()
+
+
 def _read_secret(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
-        raise SecretFileError(f"cannot read {path}: {err.__class__.__name__}") from None
+        raise SecretFileError(f"cannot read {path}: {file_problem(err)}") from None
 
 
 def check_api_key(key: str) -> None:
@@ -60,6 +81,43 @@ def read_password_file(path: Path) -> str:
     if not password:
         raise SecretFileError(f"{path} is empty")
     return password
+
+
+def resolved(path: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the configuration file (its folder is the context's
+    ``base``), as in Prometheus; without a base, as given."""
+    base = (info.context or {}).get("base")
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def _usable_api_key(key: SecretStr) -> SecretStr:
+    check_api_key(key.get_secret_value())
+    return key
+
+
+def _usable_api_key_file(path: Path, info: ValidationInfo) -> Path:
+    path = resolved(path, info)
+    try:
+        read_api_key_file(path)
+    except SecretFileError as err:
+        raise ValueError(str(err)) from None
+    return path
+
+
+def _usable_password_file(path: Path, info: ValidationInfo) -> Path:
+    path = resolved(path, info)
+    try:
+        read_password_file(path)
+    except SecretFileError as err:
+        raise ValueError(str(err)) from None
+    return path
+
+
+# The credential fields of the settings and of an auth of the configuration file: checked at
+# start with the same rules, so a key that can never work is refused before the first poll.
+ApiKey = Annotated[SecretStr, AfterValidator(_usable_api_key)]
+ApiKeyFile = Annotated[Path, AfterValidator(_usable_api_key_file)]
+PasswordFile = Annotated[Path, AfterValidator(_usable_password_file)]
 
 
 @dataclass(frozen=True)
@@ -100,6 +158,33 @@ class Credentials:
     def configured(self) -> bool:
         return self.has_api_key or self.can_login
 
+    @classmethod
+    def of(cls, source: object) -> Credentials:
+        """The credentials held by a model with the same five fields (settings, an auth)."""
+        return cls(**{f.name: getattr(source, f.name) for f in dataclasses.fields(cls)})
+
+    def problem(self, name: Callable[[str], str]) -> tuple[str, str] | None:
+        """(field at fault, message) when the fields contradict each other; ``name`` says how
+        the operator spells a field (``WA_API_KEY`` or ``api_key``)."""
+        if self.api_key is not None and self.api_key_file is not None:
+            return (
+                "api_key_file",
+                f"{name('api_key')} and {name('api_key_file')} are both set; keep one",
+            )
+        if self.password is not None and self.password_file is not None:
+            return (
+                "password_file",
+                f"{name('password')} and {name('password_file')} are both set; keep one",
+            )
+        has_password = self.password is not None or self.password_file is not None
+        if self.username is not None and not has_password:
+            return "username", (
+                f"{name('username')} needs {name('password')} or {name('password_file')}"
+            )
+        if self.username is None and has_password:
+            return "username", f"a password is set but {name('username')} is not"
+        return None
+
 
 @dataclass(frozen=True)
 class TLSOptions:
@@ -111,14 +196,15 @@ class TLSOptions:
 
 def check_ca_file(path: Path) -> None:
     """Load the bundle now: a bad one found at the first poll would fail every poll as ``tls``."""
-    if not path.is_file():
-        raise ValueError(f"{path} is not a readable file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{path}: {file_problem(err)}") from None
     try:
         ssl.create_default_context(cafile=str(path))
-    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-        raise ValueError(
-            f"{path} holds no usable CA certificate ({err.__class__.__name__})"
-        ) from None
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        raise ValueError(f"{path} holds no usable CA certificate (PEM)") from None
 
 
 def normalize_url(url: str) -> tuple[str, str, bool]:
@@ -161,13 +247,50 @@ class Target:
     support_path_stripped: bool = dataclasses.field(default=False, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, text: str) -> Target:
+    def at(
+        cls,
+        url: str,
+        name: str | None = None,
+        credentials: Credentials = Credentials(),
+        tls: TLSOptions = TLSOptions(),
+        labels: tuple[tuple[str, str], ...] = (),
+    ) -> Target:
+        """The target at ``url`` (checked and cleaned), named ``host:port`` unless ``name``."""
+        clean, default_name, stripped = normalize_url(url)
+        return cls(
+            name=name or default_name,
+            url=clean,
+            credentials=credentials,
+            tls=tls,
+            labels=labels,
+            support_path_stripped=stripped,
+        )
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        credentials: Credentials = Credentials(),
+        tls: TLSOptions = TLSOptions(),
+        labels: tuple[tuple[str, str], ...] = (),
+    ) -> Target:
         """Parse ``name=url`` or ``url`` (the name then defaults to ``host:port``)."""
         name, sep, url = text.strip().partition("=")
         if not sep:
-            name, url = "", text.strip()
-        clean, default_name, stripped = normalize_url(url)
-        return cls(name=name.strip() or default_name, url=clean, support_path_stripped=stripped)
+            name, url = "", text
+        return cls.at(url, name.strip() or None, credentials, tls, labels)
+
+    @property
+    def default_named(self) -> bool:
+        """Named ``host:port`` after its URL (two URLs on one host then need names)."""
+        return self.name == normalize_url(self.url)[1]
+
+
+def duplicate_hint(target: Target) -> str:
+    """Said when a target's name is taken: how to tell two URLs on one host apart."""
+    if target.default_named:
+        return " (a name defaults to host:port: name each target, name=url or name:)"
+    return ""
 
 
 def _redact(url: str) -> str:

@@ -12,10 +12,10 @@ from tests.conftest import PASSWORD, USERNAME, Harness, HarnessFactory, series
 from whatsapp_api_simulator.onprem import Simulator
 
 
-def collector_errors(h: Harness, collector: str) -> dict[str, float]:
+def endpoint_errors(h: Harness, endpoint: str) -> dict[str, float]:
     out = {}
     for labels, value in series(h.metrics(), "whatsapp_exporter_collector_errors_total").items():
-        if f'collector="{collector}"' in labels:
+        if f'collector="{endpoint}"' in labels:
             out[labels.split('reason="')[1].rstrip('"}')] = value
     return out
 
@@ -65,7 +65,7 @@ async def test_a_failing_health_endpoint_keeps_the_target_up_and_is_counted(
     text = h.metrics()
     assert series(text, "whatsapp_up") == {'{target="wa"}': 1.0}
     assert series(text, "whatsapp_socket_connected") == {'{target="wa"}': 1.0}
-    assert collector_errors(h, "health")[reason] == 2
+    assert endpoint_errors(h, "health")[reason] == 2
     assert series(text, "whatsapp_exporter_collector_success") == {
         '{target="wa",collector="health"}': 0
     }
@@ -73,7 +73,7 @@ async def test_a_failing_health_endpoint_keeps_the_target_up_and_is_counted(
 
 
 @pytest.mark.parametrize("login", [False, True], ids=["api-key", "login"])
-async def test_with_both_collectors_off_the_upstream_sees_only_support_requests(
+async def test_with_both_optional_endpoints_off_the_upstream_sees_only_support_requests(
     harness: HarnessFactory, sim: Simulator, login: bool
 ) -> None:
     inst = sim.add_instance("mc", "multiconnect", masters=1, coreapps=2, shards=2)
@@ -126,7 +126,7 @@ async def test_a_deprecated_api_is_exported_as_its_status(
     assert [k for k, v in status.items() if v == 1] == ['{target="wa",status="deprecated"}']
 
 
-async def test_promtool_accepts_the_live_body_of_a_cluster_and_a_failing_collector(
+async def test_promtool_accepts_the_live_body_of_a_cluster_and_a_failing_optional_endpoint(
     harness: HarnessFactory, sim: Simulator
 ) -> None:
     sim.add_instance("mc", "multiconnect", masters=2, coreapps=3, shards=2)
