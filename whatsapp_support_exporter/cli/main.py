@@ -148,6 +148,8 @@ async def serve(
         middlewares.append(basic_auth_middleware(web_config.users, PROBE_PATHS))
     watch = settings.config_file is not None and not settings.demo
     background = [fleet.watch] if watch else []
+    if watch or len(targets) > 1:  # a fleet, whose peaks come and go (a lone target has none)
+        background.append(give_back_memory)
     app = create_app(
         store,
         poller=poller,
@@ -318,6 +320,29 @@ def settle_gc() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+# How often memory freed since is handed back to the system.
+TRIM_SECONDS = 30.0
+
+
+async def give_back_memory(every: float = TRIM_SECONDS) -> None:
+    """Hand the heap memory freed since the last time back to the system (glibc's malloc_trim).
+
+    glibc keeps freed heap pages for reuse, so after a passing peak (answers read up to the size
+    cap, an uncompressed /metrics held by a slow reader, a reload) the resident size stays at the
+    peak and creeps up with the next one: over a soak it looks like a leak and counts against a
+    container's memory limit (docs/benchmarks.md, "Soak"). A trim takes well under a
+    millisecond. Nothing to do where the C library has no malloc_trim (musl).
+    """
+    import ctypes  # only a fleet pays for it
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None:
+        return
+    while True:
+        await asyncio.sleep(every)
+        trim(0)
 
 
 def _raise_file_limit() -> None:
