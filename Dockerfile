@@ -3,7 +3,8 @@
 #   docker build -t whatsapp-support-exporter .
 #   docker run --rm -p 10042:10042 whatsapp-support-exporter --demo
 
-# The Python minor version the tests run on; an exact patch release, so rebuilds are repeatable.
+# One of the Python versions the tests run on (pyproject.toml's classifiers); an exact patch
+# release, so rebuilds are repeatable.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- build: install the package and its dependencies into a virtual environment -----------------
@@ -16,10 +17,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 
 WORKDIR /src
+# The locked runtime packages (exported from uv.lock by `nox -s lock`), each checked by its hash;
+# a layer of its own, rebuilt only when the lock changes.
+COPY requirements/runtime.txt requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY whatsapp_support_exporter/ whatsapp_support_exporter/
 COPY whatsapp_api_simulator/ whatsapp_api_simulator/
-RUN /opt/venv/bin/pip install --no-cache-dir /src
+# The exporter itself, on top of exactly those packages.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /src
 
 # --- runtime: the virtual environment only, as an unprivileged user -----------------------------
 FROM ${PYTHON_IMAGE}

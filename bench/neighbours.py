@@ -29,11 +29,12 @@ from run import API_KEY, Http, free_port, machine, peak_rss_mib, stop, wait_port
 PYTHON = sys.executable
 POLLS_BY_TARGET = re.compile(rb'^whatsapp_exporter_polls_total\{target="([^"]+)"\} (\S+)$', re.M)
 DATA_BY_TARGET = re.compile(rb'^whatsapp_socket_connected\{target="([^"]+)"', re.M)
-# A server for bad answers: "silent" accepts and never answers; the others serve a hostile body.
+# A server for bad answers: "silent" accepts and never answers; the others serve a hostile body
+# (the tests' fixtures: run from the repository's root, where `tests` is importable).
 BAD_SERVER = """
 import asyncio, sys
 from aiohttp import web
-from whatsapp_support_exporter import simulator as s
+from tests import hostile as s
 async def main():
     raw = await s.start_raw_server("silent", port=int(sys.argv[1]))
     bodies = {"many": s.many_containers_body(), "shards": s.huge_shards_body()}

@@ -13,6 +13,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -23,14 +24,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
+from tests.cloudgraph import FakeGraph, serve_graph
+from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
-from whatsapp_support_exporter.fleet.poller import Budget, TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
+from whatsapp_support_exporter.fleet.schedule import Budget
 from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import METRIC_NAMES, render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.output.store import Store
-from whatsapp_support_exporter.upstream.onprem.client import new_session
+from whatsapp_support_exporter.upstream.http import new_session
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 
 # The contract's data series of a target: everything but whatsapp_up and whatsapp_exporter_*
@@ -70,6 +74,39 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+# Modules whose tests start real programs: Prometheus and promtool (alerts, rules_lint,
+# scrape_config, prometheus_e2e), kubectl (kubernetes), hadolint and a venv (docker), yamllint
+# and the tools' checks (yamllint, tools), systemd-analyze (host_installs), the exporter's own
+# process (cli, check, demo). Marked
+# `slow`, so that `-m "not slow"` is an inner loop of seconds; CI runs everything.
+SLOW_MODULES = frozenset(
+    {
+        "test_alerts",
+        "test_check",
+        "test_cli",
+        "test_demo",
+        "test_docker",
+        "test_host_installs",
+        "test_kubernetes",
+        "test_prometheus_e2e",
+        "test_rules_lint",
+        "test_scrape_config",
+        "test_tools",
+        "test_yamllint",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of ``SLOW_MODULES`` ``slow`` (a renamed module fails loudly here)."""
+    missing = sorted(m for m in SLOW_MODULES if not (Path(__file__).parent / f"{m}.py").exists())
+    if missing:
+        raise pytest.UsageError(f"SLOW_MODULES names no test module: {', '.join(missing)}")
+    for item in items:
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
@@ -95,7 +132,8 @@ def make_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 def sim() -> Simulator:
-    return Simulator(api_key=API_KEY, username=USERNAME, password=PASSWORD)
+    """The simulator every exporter test polls, with a secret planted in its `env`."""
+    return Simulator(api_key=API_KEY, username=USERNAME, password=PASSWORD, env=PLANTED_ENV)
 
 
 @pytest.fixture
@@ -304,3 +342,11 @@ def require_tool() -> None:
     for tool in ("promtool", "prometheus"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian package prometheus)")
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraph]:
+    """A small fake Graph API (tests/cloudgraph.py) on a loopback port."""
+    fake, server = await serve_graph()
+    yield fake
+    await server.close()

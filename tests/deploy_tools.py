@@ -17,8 +17,10 @@ EXPORTER_PORT = 10042
 
 
 def tool(name: str) -> str:
-    """A tool from PATH or from this interpreter's virtual environment; missing fails the test."""
-    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    """A tool from this interpreter's virtual environment (kubectl, hadolint and yamllint are
+    locked test dependencies: not whatever else PATH holds), else from PATH (promtool comes with
+    Debian's prometheus); missing fails the test."""
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed")
     return path

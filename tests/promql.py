@@ -61,6 +61,27 @@ CONTRACT_METRICS: dict[str, str] = {
     "whatsapp_api_status": "gauge",
     "whatsapp_exporter_collector_success": "gauge",
     "whatsapp_exporter_collector_errors_total": "counter",
+    # Added in 0.3: the Cloud API (Graph API); state sets are gauges
+    "whatsapp_cloud_up": "gauge",
+    "whatsapp_cloud_account_info": "gauge",
+    "whatsapp_cloud_can_send_message": "gauge",
+    "whatsapp_cloud_entity_can_send_message": "gauge",
+    "whatsapp_cloud_entity_error_info": "gauge",
+    "whatsapp_cloud_phone_number_info": "gauge",
+    "whatsapp_cloud_phone_number_quality": "gauge",
+    "whatsapp_cloud_phone_number_status": "gauge",
+    "whatsapp_cloud_phone_number_platform": "gauge",
+    "whatsapp_cloud_phone_number_throughput": "gauge",
+    "whatsapp_cloud_phone_number_name_status": "gauge",
+    "whatsapp_cloud_phone_number_can_send_message": "gauge",
+    "whatsapp_cloud_phone_number_messaging_limit": "gauge",
+    "whatsapp_cloud_phone_number_code_verified": "gauge",
+    "whatsapp_cloud_phone_number_last_onboarded_timestamp_seconds": "gauge",
+    "whatsapp_cloud_api_usage_ratio": "gauge",
+    "whatsapp_exporter_cloud_polls_total": "counter",
+    "whatsapp_exporter_cloud_poll_errors_total": "counter",
+    "whatsapp_exporter_cloud_last_success_timestamp_seconds": "gauge",
+    "whatsapp_exporter_cloud_poll_duration_seconds": "gauge",
 }
 
 

@@ -60,6 +60,15 @@ REQUIRED_ALERTS = {
     "WhatsAppExporterShardingMismatch",
     "WhatsAppExporterShardsMissing",
     "WhatsAppExporterConfigReloadFailed",
+    # the Cloud API
+    "WhatsAppCloudAccountDown",
+    "WhatsAppCloudAuthFailing",
+    "WhatsAppCloudApiUsageHigh",
+    "WhatsAppCloudNumberOnPremises",
+    "WhatsAppCloudNumberNotConnected",
+    "WhatsAppCloudNumberBlocked",
+    "WhatsAppCloudNumberLimited",
+    "WhatsAppCloudNumberQualityRed",
 }
 
 
@@ -163,6 +172,68 @@ def test_promtool_rule_unit_tests_notice_a_broken_rule(old: str, new: str, tmp_p
     assert text.count(old) == 1, old
     alerts_test = [path for path in RULE_TESTS if path.name == "alerts_test.yml"]
     result = rule_tests_against(text.replace(old, new), tmp_path, alerts_test)
+    assert result.returncode != 0, result.stdout
+
+
+# The same for the Cloud API's rules; cloud_test.yml must notice.
+BROKEN_CLOUD_RULES = {
+    "an account alert that can no longer fire": (
+        "expr: job_account:whatsapp_exporter_cloud_auth_rejected:count > 0",
+        "expr: job_account:whatsapp_exporter_cloud_auth_rejected:count > 1",
+    ),
+    "AccountDown paging for a rejected token too": (
+        "          unless on (job, account) job_account:whatsapp_exporter_cloud_auth_rejected:count\n",
+        "",
+    ),
+    "token rejections counted on network failures": (
+        'increase(whatsapp_exporter_cloud_poll_errors_total{reason="auth"}[1h])',
+        'increase(whatsapp_exporter_cloud_poll_errors_total{reason=~"auth|connect"}[1h])',
+    ),
+    "an account down when one of its exporters fails": (
+        "expr: max by (job, account) (whatsapp_cloud_up)",
+        "expr: min by (job, account) (whatsapp_cloud_up)",
+    ),
+    "a number paging for an account that cannot be polled": (
+        'whatsapp_cloud_phone_number_can_send_message{status="BLOCKED"}\n'
+        "          ) == 1\n"
+        "          unless on (job, account, phone_number_id)\n"
+        '            (whatsapp_cloud_phone_number_status{status!="CONNECTED"} == 1)\n'
+        "          unless on (job, account, phone_number_id)\n"
+        '            (whatsapp_cloud_phone_number_platform{platform="ON_PREMISE"} == 1)\n'
+        "          unless on (job, account) (job_account:whatsapp_cloud_up:max == 0)",
+        'whatsapp_cloud_phone_number_can_send_message{status="BLOCKED"}\n'
+        "          ) == 1\n"
+        "          unless on (job, account, phone_number_id)\n"
+        '            (whatsapp_cloud_phone_number_status{status!="CONNECTED"} == 1)\n'
+        "          unless on (job, account, phone_number_id)\n"
+        '            (whatsapp_cloud_phone_number_platform{platform="ON_PREMISE"} == 1)',
+    ),
+    "a banned number paging as blocked too": (
+        'whatsapp_cloud_phone_number_can_send_message{status="BLOCKED"}\n'
+        "          ) == 1\n"
+        "          unless on (job, account, phone_number_id)\n"
+        '            (whatsapp_cloud_phone_number_status{status!="CONNECTED"} == 1)\n',
+        'whatsapp_cloud_phone_number_can_send_message{status="BLOCKED"}\n          ) == 1\n',
+    ),
+    "a deleted number paging as not connected": (
+        'whatsapp_cloud_phone_number_status{status!~"CONNECTED|DELETED"}',
+        'whatsapp_cloud_phone_number_status{status!="CONNECTED"}',
+    ),
+    "an unlisted status taken for connected": (
+        'whatsapp_cloud_phone_number_status{status!~"CONNECTED|DELETED"}',
+        'whatsapp_cloud_phone_number_status{status=~"BANNED|FLAGGED|RESTRICTED|DISCONNECTED"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("old, new", BROKEN_CLOUD_RULES.values(), ids=BROKEN_CLOUD_RULES.keys())
+def test_cloud_rule_unit_tests_notice_a_broken_cloud_rule(
+    old: str, new: str, tmp_path: Path
+) -> None:
+    text = RULES.read_text()
+    assert text.count(old) == 1, old
+    cloud_test = [path for path in RULE_TESTS if path.name == "cloud_test.yml"]
+    result = rule_tests_against(text.replace(old, new), tmp_path, cloud_test)
     assert result.returncode != 0, result.stdout
 
 

@@ -19,7 +19,8 @@ from pydantic import SecretStr
 
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.cli.main import settle_gc
-from whatsapp_support_exporter.fleet.poller import Budget, Poller, TargetPoller
+from whatsapp_support_exporter.fleet.poller import Poller, TargetPoller
+from whatsapp_support_exporter.fleet.schedule import Budget
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store

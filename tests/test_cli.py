@@ -56,7 +56,8 @@ CASES: dict[str, tuple[dict[str, str], list[str], str]] = {
     "wa-target-singular": (
         {"WA_TARGET": "wa=http://127.0.0.1:9"},
         [],
-        P + "WA_TARGETS (--target): at least one target is required (or --config.file, or"
+        P + "WA_TARGETS (--target): at least one target is required (or --cloud.waba-id,"
+        " --config.file, or"
         " --demo) (WA_TARGET is set: did you mean WA_TARGETS?)",
     ),
     "unknown-flag": (

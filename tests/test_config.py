@@ -12,7 +12,12 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
+from whatsapp_support_exporter.fleet.config import (
+    ConfigError,
+    config_fingerprint,
+    load_fleet,
+    load_targets,
+)
 from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target, TLSOptions
 
@@ -122,7 +127,15 @@ def test_the_annotated_example_in_the_docs_loads(tmp_path: Path) -> None:
     (base / "targets" / "payments.yml").write_text(
         "- targets: [pay-1=https://pay-1.example:9090]\n  labels: {auth: prod, team: pay}\n"
     )
-    targets = load_targets(Settings(config_file=config))
+    (base / "secrets" / "meta").mkdir()
+    (base / "secrets" / "meta" / "token").write_text("EAAG-example-token")
+    (base / "secrets" / "meta" / "token-eu").write_text("EAAG-example-token-eu")
+    fleet = load_fleet(Settings(config_file=config))
+    targets = fleet.targets
+    assert [(a.name, a.read_token()) for a in fleet.accounts] == [
+        ("acme", "EAAG-example-token"),
+        ("acme-eu", "EAAG-example-token-eu"),
+    ]
     assert [t.name for t in targets] == ["eu-prod", "us-prod", "staging", "pay-1"]
     assert targets[2].tls == TLSOptions(verify=False)
     assert targets[0].labels == (("env", "prod"), ("region", "eu"))

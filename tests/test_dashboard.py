@@ -23,6 +23,12 @@ import pytest
 from tests.conftest import DATA_FAMILIES
 from tests.promql import KNOWN_METRICS, mapping_text
 from whatsapp_support_exporter.cli.settings import load_settings
+from whatsapp_support_exporter.output.cloud_families import (
+    CAN_SEND_STATES,
+    NUMBER_STATUSES,
+    PLATFORMS,
+    QUALITY_RATINGS,
+)
 from whatsapp_support_exporter.output.families import (
     API_STATUSES,
     GATEWAY_STATES,
@@ -48,6 +54,7 @@ VARIABLES = {
     "$job": ".*",
     "$instance": ".*",
     "$target": ".*",
+    "$account": ".*",
 }
 RATES = frozenset({"rate", "irate", "increase"})
 # Aggregations that add series up (max and min pick one, so they may merge duplicates).
@@ -61,6 +68,11 @@ EXPORTER_SERIES = frozenset(
         "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
     }
 )
+
+
+def is_cloud(name: str | None) -> bool:
+    """A Cloud API series: about an ``account`` (and its numbers), never a ``target``."""
+    return (name or "").startswith(("whatsapp_cloud_", "whatsapp_exporter_cloud_"))
 
 
 # ---------------------------------------------------------------- helpers
@@ -227,12 +239,15 @@ def unused_inputs(dashboard: Dashboard) -> list[str]:
 
 
 def selectors_filtered(dashboard: Dashboard) -> list[str]:
-    """Every series is filtered by the job and instance variables, target series by target."""
+    """Every series is filtered by the job and instance variables, target series by target,
+    Cloud API series by account."""
     found = []
     for panel, target, expr in parsed(dashboard):
         for selector in selectors(expr):
             wanted = ["job", "instance"]
-            if selector.name not in EXPORTER_SERIES:
+            if is_cloud(selector.name):
+                wanted.append("account")
+            elif selector.name not in EXPORTER_SERIES:
                 wanted.append("target")
             have = matchers(selector)
             missing = [label for label in wanted if have.get(label) != VARIABLES[f"${label}"]]
@@ -247,7 +262,8 @@ def exporters_kept_apart(dashboard: Dashboard) -> list[str]:
     Two sidecars both naming their target "local" are two clients: adding them up, or adding
     two clusters' shards, is wrong. Counting may drop what a ``max by`` deduplicated first
     (one series per container or target name, whoever exports it). A bare ``sum(...)`` is a
-    fleet total: only stat panels.
+    fleet total: only stat panels. Cloud API series keep ``account`` the same way, unless a
+    ``max`` by ``phone_number_id`` (Meta's id of a number, the same everywhere) came first.
     """
     found = []
     for panel, target, expr in parsed(dashboard):
@@ -255,13 +271,19 @@ def exporters_kept_apart(dashboard: Dashboard) -> list[str]:
             if not isinstance(node, pp.AggregateExpr) or str(node.op) not in ADDING:
                 continue
             modifier = node.modifier
-            if modifier is None or (not modifier.labels and modifier.type == pp.AggModifierType.By):
+            without = modifier is not None and modifier.type == pp.AggModifierType.Without
+            kept = set(modifier.labels) if modifier is not None else set()
+            if isinstance(node.param, pp.StringLiteral) and not without:
+                kept.add(node.param.val)  # count_values adds the label its values go to
+            if not kept and not without:
                 if panel["type"] != "stat":
                     found.append(f"{where(panel, target)}: fleet total {node.op}() outside a stat")
                 continue
             wanted = {"job", "instance"}
             if any(s.name in DATA_FAMILIES for s in selectors(node.expr)):
                 wanted.add("target")
+            if any(is_cloud(s.name) for s in selectors(node.expr)):
+                wanted.add("account")
             operand = node.expr
             while isinstance(operand, pp.ParenExpr):
                 operand = operand.expr
@@ -272,10 +294,7 @@ def exporters_kept_apart(dashboard: Dashboard) -> list[str]:
                 and operand.modifier.type == pp.AggModifierType.By
             ):
                 wanted &= set(operand.modifier.labels)  # counting what a max deduplicated
-            if modifier.type == pp.AggModifierType.Without:
-                dropped = wanted & set(modifier.labels)
-            else:
-                dropped = wanted - set(modifier.labels)
+            dropped = wanted & kept if without else wanted - kept
             if dropped:
                 found.append(f"{where(panel, target)}: {node.op} merges {sorted(dropped)}")
     return found
@@ -352,6 +371,7 @@ def with_unfiltered_variable(dashboard: Dashboard) -> Dashboard:
 
 
 S = '{job=~"$job", instance=~"$instance", target=~"$target"}'
+A = '{job=~"$job", instance=~"$instance", account=~"$account"}'
 FREE = f"whatsapp_free_space_bytes{S}"
 SEEDS: list[tuple[str, Callable[[Dashboard], Dashboard]]] = [
     ("panel-title-description-unit", lambda d: seed_panel(d, description="")),
@@ -377,10 +397,26 @@ SEEDS: list[tuple[str, Callable[[Dashboard], Dashboard]]] = [
     ("unused-inputs", with_unused_input),
     ("selectors-filtered", lambda d: seed_panel(d, expr='whatsapp_up{target=~"$target"}')),
     (
+        "selectors-filtered",
+        lambda d: seed_panel(d, expr='whatsapp_cloud_up{job=~"$job", instance=~"$instance"}'),
+    ),
+    (
         "exporters-kept-apart",
         lambda d: seed_panel(d, expr=f"sum by (target, shard) (whatsapp_shard_owned{S})"),
     ),
     ("exporters-kept-apart", lambda d: seed_panel(d, expr=f"count(whatsapp_up{S})")),
+    (
+        "exporters-kept-apart",
+        lambda d: seed_panel(
+            d, expr=f"count by (job, instance, quality) (whatsapp_cloud_phone_number_quality{A})"
+        ),
+    ),
+    (
+        "exporters-kept-apart",
+        lambda d: seed_panel(
+            d, expr=f'count_values("limit", whatsapp_cloud_phone_number_messaging_limit{A})'
+        ),
+    ),
     (
         "exporters-kept-apart",
         lambda d: seed_panel(
@@ -489,9 +525,13 @@ def test_datasource_variable_offers_prometheus_data_sources(dashboard: Dashboard
         ("job", "label_values(whatsapp_exporter_build_info, job)"),
         ("instance", 'label_values(whatsapp_exporter_build_info{job=~"$job"}, instance)'),
         ("target", 'label_values(whatsapp_up{job=~"$job", instance=~"$instance"}, target)'),
+        (
+            "account",
+            'label_values(whatsapp_cloud_up{job=~"$job", instance=~"$instance"}, account)',
+        ),
     ],
 )
-def test_job_instance_and_target_variables_come_from_label_values_and_allow_all(
+def test_job_instance_target_and_account_variables_come_from_label_values_and_allow_all(
     dashboard: Dashboard, name: str, definition: str
 ) -> None:
     var = variable(dashboard, name)
@@ -624,3 +664,109 @@ def test_clock_skew_is_a_window_average_against_the_two_second_and_alert_thresho
     alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
     skew_alert = alerts.split("alert: WhatsAppClockSkew")[1].split("for:")[0]
     assert "abs(whatsapp_clock_skew_seconds)) > 60" in skew_alert
+
+
+@pytest.mark.parametrize(
+    ("title", "metric", "label", "states"),
+    [
+        (
+            "Can send per number",
+            "whatsapp_cloud_phone_number_can_send_message",
+            "status",
+            CAN_SEND_STATES,
+        ),
+        (
+            "Quality rating per number",
+            "whatsapp_cloud_phone_number_quality",
+            "quality",
+            QUALITY_RATINGS,
+        ),
+        ("Status per number", "whatsapp_cloud_phone_number_status", "status", NUMBER_STATUSES),
+    ],
+)
+def test_cloud_timelines_name_every_documented_state_per_number(
+    panels: dict[str, Panel], title: str, metric: str, label: str, states: tuple[str, ...]
+) -> None:
+    panel = panels[title]
+    assert panel["type"] == "state-timeline"
+    expr = panel["targets"][0]["expr"]
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    keep = r"max by \(job, instance, account, phone_number_id\)"
+    codes = re.findall(rf'(\d+) \* {keep} \({metric}\{{[^}}]*{label}="([^"]+)"', expr)
+    assert {state for _, state in codes} == set(states)
+    for code, state in codes:
+        assert mapping_text(mapping, int(code)) == state
+    assert mapping_text(mapping, 0) == "undocumented"
+
+
+def test_phone_numbers_table_names_every_state_of_every_column(panels: dict[str, Panel]) -> None:
+    panel = panels["Phone numbers"]
+    renamed = panel["transformations"][1]["options"]["renameByName"]
+    columns = {t["refId"]: renamed.get(f"Value #{t['refId']}") for t in panel["targets"]}
+    assert columns == {
+        "A": None,  # the info series: its labels are the number and name columns
+        "B": "platform",
+        "C": "status",
+        "D": "can send",
+        "E": "quality",
+        "F": "limit",
+    }
+    mappings = {
+        o["matcher"]["options"]: p["value"]
+        for o in panel["fieldConfig"]["overrides"]
+        for p in o["properties"]
+        if p["id"] == "mappings"
+    }
+    for column, states in (
+        ("platform", PLATFORMS),
+        ("status", NUMBER_STATUSES),
+        ("can send", CAN_SEND_STATES),
+        ("quality", QUALITY_RATINGS),
+    ):
+        (mapping,) = mappings[column]
+        shown = {mapping_text(mapping, code) for code in range(len(states) + 1)}
+        assert shown == {*states, "undocumented"}, column
+
+
+def test_an_unlimited_messaging_limit_reads_unlimited_and_tiers_keep_their_number(
+    panels: dict[str, Panel],
+) -> None:
+    (limit,) = [
+        p["value"]
+        for o in panels["Phone numbers"]["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "limit"
+        for p in o["properties"]
+        if p["id"] == "mappings"
+    ]
+    assert {mapping_text(m, float("inf")) for m in limit} == {"unlimited"}
+    assert {mapping_text(m, 100_000) for m in limit} == {None}
+    expr = panels["Numbers by messaging limit"]["targets"][0]["expr"]
+    assert '"limit", "unlimited", "limit", "[+]Inf"' in expr  # +Inf is TIER_UNLIMITED
+
+
+@pytest.mark.parametrize(
+    ("title", "metric", "label"),
+    [
+        ("Numbers by quality rating", "whatsapp_cloud_phone_number_quality", "quality"),
+        ("Numbers by status", "whatsapp_cloud_phone_number_status", "status"),
+        ("Numbers by platform (migration)", "whatsapp_cloud_phone_number_platform", "platform"),
+    ],
+)
+def test_cloud_totals_count_each_number_once_whoever_reports_it(
+    panels: dict[str, Panel], title: str, metric: str, label: str
+) -> None:
+    expr = panels[title]["targets"][0]["expr"]
+    assert expr.startswith(f"sum by ({label}) (max by (phone_number_id, {label}) ({metric}{{")
+
+
+def test_the_migration_panel_draws_numbers_by_platform_over_time(panels: dict[str, Panel]) -> None:
+    panel = panels["Numbers by platform (migration)"]
+    assert panel["type"] == "timeseries"
+    (target,) = panel["targets"]
+    assert target["range"] is True and target["legendFormat"] == "{{platform}}"
+    colours = {
+        o["matcher"]["options"]: p["value"]["fixedColor"]
+        for o in panel["fieldConfig"]["overrides"]
+        for p in o["properties"]
+    }
+    assert colours["ON_PREMISE"] == "red" and colours["CLOUD_API"] == "green"

@@ -18,7 +18,12 @@ from tests.conftest import free_port, wait_until
 from whatsapp_support_exporter.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-CREDENTIALS = (main.DEMO_CLUSTER_API_KEY, main.DEMO_SINGLE_API_KEY, main.DEMO_PASSWORD)
+CREDENTIALS = (
+    main.DEMO_CLUSTER_API_KEY,
+    main.DEMO_SINGLE_API_KEY,
+    main.DEMO_PASSWORD,
+    main.DEMO_CLOUD_TOKEN,
+)
 
 
 class Demo:
@@ -98,7 +103,9 @@ def test_check_given_the_configuration_the_demo_prints_polls_the_demos_simulator
     rows = done.stdout.splitlines()
     assert len([r for r in rows if r.startswith("cluster ")]) == 6  # 2 Masters, 4 Coreapps
     assert len([r for r in rows if r.startswith("single ")]) == 1
-    assert rows[-1] == "2 of 2 targets answered."
+    assert "2 of 2 targets answered." in rows
+    assert len([r for r in rows if r.startswith("demo ")]) == 1  # the Cloud API account
+    assert rows[-1] == "1 of 1 accounts answered."
 
 
 def test_the_demo_credentials_are_documented() -> None:

@@ -26,7 +26,17 @@ import yaml
 from tests.deploy_tools import EXPORTER_IMAGE, EXPORTER_PORT, ROOT, run, tool
 
 DOCKERFILE = ROOT / "Dockerfile"
-RELEASE = ROOT / ".github" / "workflows" / "release.yml"
+WORKFLOWS = ROOT / ".github" / "workflows"
+RELEASE = WORKFLOWS / "release.yml"
+CI = WORKFLOWS / "ci.yml"
+RUNTIME_REQUIREMENTS = "requirements/runtime.txt"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# The Python versions the suite runs on, as nox and CI read them.
+PYTHONS = [
+    c.rpartition(" :: ")[2]
+    for c in PYPROJECT["project"]["classifiers"]
+    if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+]
 
 Instruction = tuple[str, str]
 
@@ -118,15 +128,55 @@ def test_hadolint_fails_a_dockerfile_with_warnings(tmp_path: Path) -> None:
 # --- the image ------------------------------------------------------------------------------------
 
 
-def test_base_image_is_an_exact_slim_release_of_the_python_the_tests_run_on() -> None:
+def test_base_image_is_an_exact_slim_release_of_a_python_the_tests_run_on() -> None:
     instructions = dockerfile_instructions()
     froms = [rest.split()[0] for rest in only(instructions, "FROM")]
     assert len(froms) == 2, "a build stage and a runtime stage"
     base = arguments(instructions)
-    minor = f"{sys.version_info.major}\\.{sys.version_info.minor}"
+    assert PYTHONS, "pyproject.toml names the Python versions the suite runs on"
     for image in froms:
         image = base.get(image.strip("${}"), image)
-        assert re.fullmatch(rf"python:{minor}\.\d+-slim-bookworm(@sha256:[0-9a-f]{{64}})?", image)
+        found = re.fullmatch(r"python:(3\.\d+)\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image)
+        assert found and found[1] in PYTHONS, image
+
+
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"]}
+
+
+def runtime_requirements() -> dict[str, tuple[str, list[str]]]:
+    """requirements/runtime.txt as {name: (version, hashes)}."""
+    text = (ROOT / RUNTIME_REQUIREMENTS).read_text().replace("\\\n", " ")
+    found = {}
+    for line in text.splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if requirement:
+            pin = re.match(r"([a-z0-9-]+)==(\S+)", requirement)
+            assert pin, f"not an exact pin: {line}"
+            found[pin[1]] = (pin[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", requirement))
+    return found
+
+
+def test_image_installs_the_locked_runtime_packages_each_checked_by_hash() -> None:
+    instructions = dockerfile_instructions()
+    runs = only(instructions, "RUN")
+    (locked,) = [r for r in runs if f"-r {RUNTIME_REQUIREMENTS}" in r]
+    assert "--require-hashes" in locked.split() and "--no-deps" in locked.split()
+    # the exporter goes on top of them and brings nothing else
+    (project,) = [r for r in runs if r.endswith(" /src")]
+    assert "--no-deps" in project.split()
+    assert runs.index(locked) < runs.index(project)
+    pins, lock = runtime_requirements(), locked_versions()
+    for name, (version, hashes) in pins.items():
+        assert lock.get(name) == version, f"{name}=={version} is not the locked version"
+        assert hashes, name
+    declared = {
+        re.split(r"[<>=!~;\[ ]", dependency, maxsplit=1)[0].lower().replace("_", "-")
+        for dependency in PYPROJECT["project"]["dependencies"]
+    }
+    assert declared <= set(pins), "every runtime dependency is in the image's requirements"
+    assert {"pytest", "ruff", "mypy", "nox"}.isdisjoint(pins), "no tooling in the image"
 
 
 def test_image_carries_the_oci_labels() -> None:
@@ -241,6 +291,7 @@ def test_dockerfile_build_steps_install_the_console_script(tmp_path: Path) -> No
         for source in sources:
             path = ROOT / source
             assert path.exists(), f"the Dockerfile copies {source}, which does not exist"
+            (context / source).parent.mkdir(parents=True, exist_ok=True)
             if path.is_dir():
                 shutil.copytree(
                     path, context / source, ignore=shutil.ignore_patterns("__pycache__")
@@ -248,20 +299,20 @@ def test_dockerfile_build_steps_install_the_console_script(tmp_path: Path) -> No
             else:
                 shutil.copy(path, context / source)
     venv = tmp_path / "venv"
-    # As in the Dockerfile, but faster: the venv without its own pip (this one installs into it)
-    # and --no-deps (the dependencies come from PyPI, not from this repository).
-    result = run(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    # The Dockerfile's own commands, on a temporary venv and context; all but the locked
+    # requirements (a download of every runtime package, checked above against the lock).
+    runs = [r for r in only(instructions[first:second], "RUN") if "requirements/" not in r]
+    assert runs[0] == "python -m venv /opt/venv"
+    result = run(sys.executable, "-m", "venv", str(venv))
     assert result.returncode == 0, result.stderr
-    pip_env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    (install,) = runs[1:]
+    command = shlex.split(install.replace("/opt/venv", str(venv)).replace("/src", str(context)))
     result = subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")),
-            *("install", "--no-cache-dir", "--no-deps", "--quiet", str(context)),
-        ],
+        [*command, "--quiet"],
         capture_output=True,
         text=True,
         check=False,
-        env=pip_env,
+        env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     script = venv / "bin" / "whatsapp-support-exporter"
@@ -280,18 +331,44 @@ def test_dockerfile_build_steps_install_the_console_script(tmp_path: Path) -> No
 # --- the release workflow -------------------------------------------------------------------------
 
 
+def workflow(path: Path) -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load(path.read_text())
+    return loaded
+
+
 def release_steps() -> dict[str, dict[str, Any]]:
-    workflow = yaml.safe_load(RELEASE.read_text())
-    (job,) = workflow["jobs"].values()
-    return {step["uses"].split("@")[0]: step for step in job["steps"]}
+    return {
+        step["uses"].split("@")[0]: step for step in workflow(RELEASE)["jobs"]["image"]["steps"]
+    }
 
 
 def test_release_workflow_runs_on_version_tags_only() -> None:
-    workflow = yaml.safe_load(RELEASE.read_text())
+    release = workflow(RELEASE)
     # PyYAML reads the key `on` as True.
-    assert workflow[True] == {"push": {"tags": ["v*.*.*"]}}
-    (job,) = workflow["jobs"].values()
-    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    assert release[True] == {"push": {"tags": ["v*.*.*"]}}
+    assert release["jobs"]["image"]["permissions"] == {"contents": "read", "packages": "write"}
+
+
+def test_release_builds_the_image_only_after_the_whole_ci_passed() -> None:
+    jobs = workflow(RELEASE)["jobs"]
+    assert set(jobs) == {"ci", "image"}
+    assert jobs["ci"] == {"uses": "./.github/workflows/ci.yml"}
+    assert jobs["image"]["needs"] == "ci"
+    assert "workflow_call" in workflow(CI)[True]
+
+
+def test_ci_runs_nox_on_pushes_and_pull_requests_on_every_supported_python() -> None:
+    ci = workflow(CI)
+    assert {"push", "pull_request"} <= set(ci[True])
+    assert ci["permissions"] == {"contents": "read"}
+    tests = ci["jobs"]["tests"]
+    assert tests["strategy"]["matrix"]["python"] == PYTHONS
+    commands = [step.get("run", "") for step in tests["steps"]]
+    assert any("uv sync --locked --extra test" in c for c in commands)
+    assert any("apt-get install" in c and "prometheus" in c for c in commands)
+    assert commands[-1] == ".venv/bin/nox -s tests-${{ matrix.python }}"
+    checks = [step.get("run", "") for step in ci["jobs"]["checks"]["steps"]]
+    assert checks[-1] == ".venv/bin/nox -s lint types"
 
 
 def test_release_workflow_pushes_the_image_to_the_projects_registry() -> None:
@@ -310,11 +387,14 @@ def test_release_workflow_pushes_the_image_to_the_projects_registry() -> None:
     )
 
 
-def test_release_workflow_pins_every_action_to_a_major_version() -> None:
-    for name, step in release_steps().items():
-        assert re.fullmatch(r"v\d+", step["uses"].split("@")[1]), name
+def test_workflows_pin_every_action_to_a_major_version() -> None:
+    for path in (RELEASE, CI):
+        for job in workflow(path)["jobs"].values():
+            for step in job.get("steps", []):
+                if "uses" in step:
+                    assert re.fullmatch(r"v\d+", step["uses"].split("@")[1]), step["uses"]
 
 
-def test_release_workflow_passes_yamllint_strict() -> None:
-    result = run(tool("yamllint"), "-s", "-c", str(ROOT / ".yamllint.yaml"), str(RELEASE))
+def test_workflows_pass_yamllint_strict() -> None:
+    result = run(tool("yamllint"), "-s", "-c", str(ROOT / ".yamllint.yaml"), str(RELEASE), str(CI))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -56,11 +56,15 @@ def test_ci_runs_the_readme_test_command() -> None:
         "apt-get update",
         "apt-get install",
         "prometheus",
+        "python3-venv",
         "python3 -m venv",
-        "pip install -e '.[test]'",
+        "pip install uv",
+        "uv sync --locked --extra test",
         "nox",
     ):
         assert step in readme_command and step in ci, step
+    # the locked packages, and nothing from pip's own resolution of the ranges
+    assert "pip install -e" not in ci and ci.rstrip().endswith("\nnox")
 
 
 def test_readme_opens_with_the_demo_command() -> None:

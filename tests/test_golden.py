@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from whatsapp_support_exporter.output import families
+from whatsapp_support_exporter.output import families, family
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import exporter_pieces, render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
@@ -173,7 +173,7 @@ def test_a_per_target_family_given_the_wrong_number_of_label_values_fails_the_re
     monkeypatch.setattr(
         families,
         "LOGINS",
-        families.Family("whatsapp_exporter_logins_total", families.Kind.COUNTER, "h"),
+        family.Family("whatsapp_exporter_logins_total", family.COUNTER, "h"),
     )
     with pytest.raises(ValueError, match="whatsapp_exporter_logins_total takes labels"):
         render_target(TargetSnapshot(name="t", url="http://x", with_logins=True))

@@ -34,14 +34,14 @@ from tests.conftest import (
     series,
     wait_for,
 )
-from whatsapp_api_simulator.onprem import (
-    Simulator,
+from tests.hostile import (
     colliding_keys_body,
     huge_number_body,
     huge_shards_body,
     many_containers_body,
     start_raw_server,
 )
+from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.cli.logs import LogfmtFormatter
 from whatsapp_support_exporter.fleet.config import load_targets
 from whatsapp_support_exporter.fleet.poller import Poller

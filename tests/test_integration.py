@@ -16,7 +16,8 @@ from tests.conftest import (
     series,
     wait_for,
 )
-from whatsapp_api_simulator.onprem import FAKE_DB_PASSWORD, FAKE_ENV_API_KEY, Simulator
+from tests.hostile import FAKE_DB_PASSWORD
+from whatsapp_api_simulator.onprem import Simulator
 
 
 async def test_single_instance_is_exported_without_host_labels(
@@ -116,8 +117,9 @@ async def test_secrets_env_and_phone_number_never_reach_metrics_or_landing_page(
     pages = [await (await client.get(path)).text() for path in ("/metrics", "/")]
     payload = sim.instance("wa").support_payload(sim.now())["support"]
     phone = payload["debug_info"]
+    assert f"WA_DB_PASSWORD={FAKE_DB_PASSWORD}" in payload["env"]  # the trap is armed
     for page in pages:
-        for secret in (*SECRETS, FAKE_DB_PASSWORD, FAKE_ENV_API_KEY, phone):
+        for secret in (*SECRETS, FAKE_DB_PASSWORD, phone):
             assert secret not in page
 
 

@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import API_KEY, FakeClock, exporter_app_factory, make_settings, wait_for
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.fleet.config import load_targets
-from whatsapp_support_exporter.fleet.poller import POLL_TICK, Poller, on_tick, tick_for
+from whatsapp_support_exporter.fleet.poller import Poller
+from whatsapp_support_exporter.fleet.schedule import POLL_TICK, on_tick, tick_for
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store
 

@@ -6,7 +6,8 @@ The exporters are what a user could run side by side in one Prometheus job:
 - ``left`` and ``right``: two exporters polling one shared simulator, like the two sidecars of
   an HA pair of Webapps. They name their targets ``cluster`` and ``single`` too, so the same
   target names come from different clients (demo vs left) and from the same client twice
-  (left and right).
+  (left and right). Both also poll the shared simulator's Graph API (the Cloud API's demo
+  account, every state of every field), as the demo polls its own.
 
 Every dashboard query (variables as "All" selects them) must return data, series of different
 exporters must stay apart, a container exported twice must count once, the unlimited free space
@@ -46,6 +47,7 @@ BUILTINS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m", "__ra
 UNLIMITED_FREE_SPACE = 9223372036853727000.0
 SHARDS = 4  # of the shared simulator's multiconnect cluster, as of the demo's
 PASSWORD = "e2e-password-0123456789"
+CLOUD_INTERVAL = 10  # seconds, the shortest the exporter takes
 
 SHARD_COLUMNS = [
     ("Shards per cluster", ref, name)
@@ -123,6 +125,15 @@ def simulator_targets(process: subprocess.Popen[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in line.split(","))
 
 
+def simulator_cloud_settings(process: subprocess.Popen[str]) -> dict[str, str]:
+    """The three ``WA_CLOUD_*=...`` lines that follow, for its simulated Graph API."""
+    assert process.stdout is not None
+    lines = [process.stdout.readline().strip() for _ in range(3)]
+    settings = dict(line.split("=", 1) for line in lines)
+    assert set(settings) == {"WA_CLOUD_GRAPH_URL", "WA_CLOUD_WABA_IDS", "WA_CLOUD_TOKEN"}
+    return settings
+
+
 def exporter_argv(port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
@@ -161,6 +172,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 str(SHARDS),
                 "--password",
                 PASSWORD,
+                "--graph-demo",
+                "--graph-rate-limit",
+                "100000",  # three exporters polling every few seconds stay below it
             ],
             env,
             stdout=subprocess.PIPE,
@@ -169,6 +183,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         urls = simulator_targets(sim)
         shared = {
             **env,
+            **simulator_cloud_settings(sim),
+            "WA_CLOUD_INTERVAL": f"{CLOUD_INTERVAL}s",
             "WA_TARGETS": f"cluster={urls['mc-0']},single={urls['single-0']}",
             "WA_USERNAME": "admin",
             "WA_PASSWORD": PASSWORD,
@@ -203,6 +219,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         api = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
         wait_until(lambda: len(query(api, "whatsapp_up == 1")) == 6, 30, "six targets up")
+        wait_until(lambda: len(query(api, "whatsapp_cloud_up == 1")) == 3, 30, "three accounts up")
         # enough scrapes that rate(), deriv() and predict_linear() have samples to work with
         wait_until(
             lambda: query(api, "min(count_over_time(whatsapp_up[1m])) >= 5"), 30, "five scrapes"
@@ -408,7 +425,12 @@ def test_fleet_row_counts_each_exporters_targets_and_each_target_name_once_per_s
 
 
 def test_template_variables_list_the_job_its_exporters_and_their_targets(stack: Stack) -> None:
-    expected = {"job": {JOB}, "instance": stack.instances, "target": {"cluster", "single"}}
+    expected = {
+        "job": {JOB},
+        "instance": stack.instances,
+        "target": {"cluster", "single"},
+        "account": {"demo"},  # the demo's account, and the shared simulator's of that name
+    }
     for variable in load_dashboard()["templating"]["list"]:
         if variable["type"] != "query":
             continue
@@ -417,6 +439,83 @@ def test_template_variables_list_the_job_its_exporters_and_their_targets(stack: 
         selector, label = fill_variables(match.group(1)), match.group(2)
         values = {s["metric"].get(label) for s in query(stack.api, selector)} - {None}
         assert values == expected[variable["name"]], variable["name"]
+
+
+# ---------------------------------------------------------------- the Cloud API row
+
+
+def numbers_on(stack: Stack, metric: str, label: str, value_: str) -> set[str]:
+    """Phone number ids whose state set says ``label=value_`` (from any exporter)."""
+    return {
+        s["metric"]["phone_number_id"]
+        for s in query(stack.api, f'{metric}{{{label}="{value_}"}} == 1')
+    }
+
+
+def test_a_cloud_number_reported_by_two_exporters_counts_once(stack: Stack) -> None:
+    raw = query(stack.api, "whatsapp_cloud_phone_number_platform == 1")
+    numbers = {s["metric"]["phone_number_id"] for s in raw}
+    for title in ("Numbers by platform (migration)", "Numbers by quality rating"):
+        counted = sum(value(s) for s in panel_query(stack.api, title))
+        assert counted == len(numbers) < len(raw), title
+
+
+def test_the_migration_panel_counts_the_numbers_still_on_premises(stack: Stack) -> None:
+    rows = {
+        s["metric"]["platform"]: value(s)
+        for s in panel_query(stack.api, "Numbers by platform (migration)")
+    }
+    on_premise = numbers_on(stack, "whatsapp_cloud_phone_number_platform", "platform", "ON_PREMISE")
+    assert rows["ON_PREMISE"] == len(on_premise) > 0
+    assert rows["CLOUD_API"] > 0
+
+
+def test_an_unlimited_messaging_limit_is_counted_as_unlimited(stack: Stack) -> None:
+    limits = {s["metric"]["limit"] for s in panel_query(stack.api, "Numbers by messaging limit")}
+    assert "unlimited" in limits and "+Inf" not in limits
+    assert limits - {"unlimited"} <= {"50", "250", "1000", "2000", "10000", "100000"}
+
+
+def test_every_row_of_the_phone_numbers_table_merges_its_columns(stack: Stack) -> None:
+    """The info series and every state column share the labels Grafana's merge joins on."""
+
+    def keys(ref: str) -> set[tuple[str, ...]]:
+        return {
+            tuple(s["metric"][k] for k in ("job", "instance", "account", "phone_number_id"))
+            for s in panel_query(stack.api, "Phone numbers", ref)
+        }
+
+    info = keys("A")
+    assert len(info) > 3
+    for ref in "BCDE":
+        assert keys(ref) == info, ref
+    assert keys("F") <= info  # UNTIERED numbers have no limit
+
+
+def test_usage_per_account_is_a_ratio(stack: Stack) -> None:
+    usage = panel_query(stack.api, "Graph API usage per account")
+    assert {s["metric"]["instance"] for s in usage} == stack.instances
+    assert all(0 <= value(s) <= 1 for s in usage)
+
+
+def test_cloud_number_alerts_match_the_exporters_labels(stack: Stack) -> None:
+    """Real series raise the number alerts: the rules select labels the exporter exports."""
+    on_premise = numbers_on(stack, "whatsapp_cloud_phone_number_platform", "platform", "ON_PREMISE")
+
+    def pending() -> dict[str, set[str]]:
+        alerts = get_json(f"{stack.api}/alerts")["data"]["alerts"]
+        found: dict[str, set[str]] = {}
+        for alert in alerts:
+            labels = alert["labels"]
+            if "phone_number_id" in labels:
+                found.setdefault(labels["alertname"], set()).add(labels["phone_number_id"])
+        return found if "WhatsAppCloudNumberNotConnected" in found else {}
+
+    alerts = wait_until(pending, 20, "the Cloud API number alerts evaluated")
+    assert alerts["WhatsAppCloudNumberOnPremises"] == on_premise
+    assert alerts["WhatsAppCloudNumberNotConnected"].isdisjoint(on_premise)
+    banned = numbers_on(stack, "whatsapp_cloud_phone_number_status", "status", "BANNED")
+    assert banned - on_premise <= alerts["WhatsAppCloudNumberNotConnected"]
 
 
 # ---------------------------------------------------------------- the rules

@@ -322,7 +322,8 @@ def test_impossible_shards_are_refused(env: dict[str, str], named: str) -> None:
 def test_a_singular_wa_target_is_named_with_the_variable_meant() -> None:
     assert refused(WA_TARGET=T) == (
         "invalid setting WA_TARGETS (--target): at least one target is required (or"
-        " --config.file, or --demo) (WA_TARGET is set: did you mean WA_TARGETS?)"
+        " --cloud.waba-id, --config.file, or --demo) (WA_TARGET is set: did you mean"
+        " WA_TARGETS?)"
     )
 
 

@@ -8,8 +8,8 @@ alive, yet everything is derived from `clock()` and `seed`, so tests are determi
 
 Besides the healthy picture it can show failovers (`Instance.fail_over_master`,
 `Instance.kill_coreapp`, or both on a schedule), broken clusters (`Instance.break_cluster`),
-faults per endpoint (`Instance.faults_for`), hostile bodies (`*_body` helpers) and, for what
-aiohttp refuses to send, raw TCP answers (`start_raw_server`). `docs/simulator.md` has the tour.
+faults per endpoint (`Instance.faults_for`) and any body verbatim (`Faults.body`); the tests'
+hostile bodies and raw TCP answers live with the tests. `docs/simulator.md` has the tour.
 
 Run it alone with `python -m whatsapp_api_simulator --single 2 --multiconnect 1`.
 """
@@ -21,17 +21,15 @@ import asyncio
 import base64
 import binascii
 import collections
-import contextlib
 import hmac
 import random
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -47,25 +45,17 @@ from whatsapp_api_simulator.cloud import (
 __all__ = [
     "BROKEN_PICTURES",
     "DEFAULT_PORT",
+    "DEFAULT_VERSION",
     "ENDPOINTS",
-    "FAKE_DB_PASSWORD",
-    "FAKE_ENV_API_KEY",
     "GATEWAY_STATUSES",
     "OLD_VERSION",
-    "RAW_KINDS",
     "TOPOLOGIES",
     "VALID_SHARD_COUNTS",
     "Container",
     "Faults",
     "Instance",
-    "RawServer",
     "Simulator",
-    "colliding_keys_body",
-    "huge_number_body",
-    "huge_shards_body",
     "main",
-    "many_containers_body",
-    "start_raw_server",
 ]
 
 TOPOLOGIES = ("single", "ha", "multiconnect")
@@ -73,20 +63,17 @@ VALID_SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
 ENDPOINTS = ("support", "health", "shards", "login")
 GATEWAY_STATUSES = ("connected", "connecting", "disconnected", "uninitialized", "unregistered")
 BROKEN_PICTURES = ("unowned_shard", "two_primaries", "mixed_builds", "owner_disconnected")
-RAW_KINDS = (
-    "garbage_status",
-    "negative_content_length",
-    "wrong_content_length",
-    "corrupt_gzip",
-    "silent",
-    "close",
-)
 DEFAULT_VERSION = "v2.53.2"
 OLD_VERSION = "v2.51.1"  # what `break_cluster("mixed_builds")` gives one container
 DEFAULT_PORT = 10043  # not 9090: that is Prometheus' own port
-# Secrets planted in every container's `env`, so tests can prove they never leave the exporter.
-FAKE_DB_PASSWORD = "hunter2-secret"  # noqa: S105 - a planted fake, not a credential
-FAKE_ENV_API_KEY = "sim-env-api-key-5f2b9c0e7d41a8"
+# What every container's `env` lists besides its API key and the variables given to `Simulator`.
+_ENV = (
+    "WA_DB_ENGINE=MYSQL",
+    "WA_DB_HOSTNAME=mysql",
+    "WA_DB_PORT=3306",
+    "WA_DB_USERNAME=root",
+    "WA_WEB_SERVERNAME=localhost",
+)
 # What a filesystem without practical limit reports (documented value, about 2**63).
 UNLIMITED_FREE_SPACE = 9223372036853727000
 _GB = 1_000_000_000
@@ -171,7 +158,7 @@ class Instance:
         started: float,
         rate: float,
         burst: int,
-        api_key: str | None,
+        env: Mapping[str, str],
     ) -> None:
         self.name = name
         self.topology = topology
@@ -200,7 +187,8 @@ class Instance:
         self._seed = seed
         self._rng = random.Random(f"{seed}:{name}")
         self._phone = f"+1555010{self._rng.randrange(10_000):04d}"
-        self._env_api_key = api_key or FAKE_ENV_API_KEY
+        # The `env` variables beyond the usual ones (a real client lists its secrets there).
+        self.env = dict(env)
         self._traits: dict[str, _Traits] = {}
         self._cache_key: tuple[Any, ...] | None = None
         self._cache_body = b""
@@ -467,15 +455,7 @@ class Instance:
                 ).strftime("%Y-%m-%dT%H:%M:%S"),
                 "registration_id": traits.registration_id,
             },
-            "env": [
-                "WA_DB_ENGINE=MYSQL",
-                "WA_DB_HOSTNAME=mysql",
-                "WA_DB_PORT=3306",
-                "WA_DB_USERNAME=root",
-                f"WA_DB_PASSWORD={FAKE_DB_PASSWORD}",
-                f"WA_API_KEY={self._env_api_key}",
-                "WA_WEB_SERVERNAME=localhost",
-            ],
+            "env": [*_ENV, *(f"{name}={value}" for name, value in self.env.items())],
             "expire_timestamp": datetime.fromtimestamp(self.expires_at, UTC).strftime(
                 "%Y-%m-%dT%H:%M:%S"
             ),
@@ -541,6 +521,7 @@ class Instance:
             self.topology,
             self.started,
             self.api_status,
+            tuple(self.env.items()),
             tuple(
                 (c.hostname, c.container_id, c.role, str(c.shards), c.version)
                 for c in self.containers
@@ -610,7 +591,10 @@ class Simulator:
         burst: int = 60,
         clock: Callable[[], float] = time.time,
         seed: int = 0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: variables every container's `env` list shows besides the usual ones and its
+        API key; a test plants secrets there to prove the exporter never passes them on."""
         self.api_key = api_key
         self.username = username
         self.password = password
@@ -619,6 +603,7 @@ class Simulator:
         self.burst = burst
         self.now: Callable[[], float] = clock
         self.seed = seed
+        self.env = dict(env or {})
         self.tokens_issued = 0
         self.tokens: dict[str, float] = {}  # token -> expiry (clock time)
         self._instances: dict[str, Instance] = {}
@@ -650,6 +635,8 @@ class Simulator:
             raise ValueError(f"instance {name!r} already exists")
         if not name or "/" in name:
             raise ValueError(f"invalid instance name {name!r}")
+        key = api_key if api_key is not None else self.api_key
+        key_env = {"WA_API_KEY": key} if key else {}
         inst = Instance(
             name,
             topology,
@@ -657,7 +644,7 @@ class Simulator:
             started=self.now(),
             rate=self.rate,
             burst=self.burst,
-            api_key=api_key if api_key is not None else self.api_key,
+            env={**key_env, **self.env},
         )
         inst.api_key, inst.username, inst.password = api_key, username, password
         if api_key is not None or username is not None or password is not None:
@@ -930,144 +917,6 @@ class Simulator:
         return bool(sep) and hmac.compare_digest(
             f"{user}:{given}".encode(), f"{username}:{password}".encode()
         )
-
-
-# --------------------------------------------------------------------- hostile bodies
-
-
-def _meta_suffix() -> bytes:
-    return b',"meta":{"api_status":"stable","version":"' + DEFAULT_VERSION.encode() + b'"}}'
-
-
-def many_containers_body(count: int = 100_000) -> bytes:
-    """A keyed support body of `count` tiny containers (each only `socket_conn: UP`)."""
-    entries = b",".join(b'"h%d:%012x":{"socket_conn":"UP"}' % (i, i) for i in range(count))
-    return b'{"support":{' + entries + b"}" + _meta_suffix()
-
-
-def huge_shards_body(containers: int = 1500, first: int = 0, last: int = 1022) -> bytes:
-    """A keyed support body whose every Coreapp claims the shard range `[first, last]`."""
-    entry = orjson.dumps({"role": "coreapp", "shards": [[first, last]], "multi_connect": True})
-    entries = b",".join(b'"core%d:%012x":' % (i, i) + entry for i in range(containers))
-    return b'{"support":{' + entries + b"}" + _meta_suffix()
-
-
-def colliding_keys_body() -> bytes:
-    """Keys `b:` and `b` both split into host `b` and an empty container id."""
-    entry = orjson.dumps({"role": "coreapp", "shards": [], "socket_conn": "UP"})
-    return b'{"support":{"b:":' + entry + b',"b":' + entry + b"}" + _meta_suffix()
-
-
-def huge_number_body() -> bytes:
-    """A single-instance body with 1e400 (past any float) in `e2e`, a field nobody exports.
-
-    Written as raw text: JSON encoders refuse to produce it, and strict decoders refuse it.
-    """
-    return (
-        b'{"support":{"socket_conn":"UP","version":"'
-        + DEFAULT_VERSION.encode()
-        + b'","e2e":{"identity_timestamp":"2025-01-01T00:00:00","registration_id":1e400}}'
-        + _meta_suffix()
-    )
-
-
-# --------------------------------------------------------------------- raw TCP answers
-
-
-@dataclass
-class RawServer:
-    """A TCP server answering every request with one of `RAW_KINDS` (what aiohttp won't send).
-
-    Use `async with await start_raw_server(kind) as raw:`, or call `close()`.
-    """
-
-    kind: str
-    host: str
-    port: int
-    server: asyncio.AbstractServer
-    connections: int = 0
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
-
-    @property
-    def url(self) -> str:
-        """The base URL to give the exporter as a target."""
-        return f"http://{self.host}:{self.port}"
-
-    async def close(self) -> None:
-        """Stop listening and drop every open connection."""
-        self.server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self.server.wait_closed()
-
-    async def __aenter__(self) -> RawServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-def _raw_answer(kind: str) -> bytes:
-    body = b'{"support":{"socket_conn":"UP"}}'
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-    if kind == "garbage_status":
-        return b"HTTP/1.1 two hundred OKAY\r\nContent-Length: 2\r\n\r\n{}"
-    if kind == "negative_content_length":
-        return (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: -5\r\n\r\n"
-            + body
-        )
-    if kind == "wrong_content_length":  # announces more than it sends, then hangs up
-        return (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            + body
-        )
-    if kind == "corrupt_gzip":
-        gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03this is not deflate data at all"
-        return head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(gz) + gz
-    return b""  # "close": no answer at all
-
-
-async def start_raw_server(kind: str, host: str = "127.0.0.1", port: int = 0) -> RawServer:
-    """Serve `kind` on a TCP port (0: any free one); every connection gets the same answer.
-
-    `silent` accepts and never reads nor answers; `close` reads the request and hangs up;
-    the others read the request head, send their malformed answer and close.
-    """
-    if kind not in RAW_KINDS:
-        raise ValueError(f"kind must be one of {RAW_KINDS}, not {kind!r}")
-    answer = _raw_answer(kind)
-    raw: RawServer | None = None
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert raw is not None
-        raw.connections += 1
-        raw._writers.add(writer)
-        try:
-            if kind == "silent":
-                await reader.read()  # returns when the client (or close()) drops the connection
-                return
-            with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            raw._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    server = await asyncio.start_server(handle, host, port)
-    bound = server.sockets[0].getsockname()
-    raw = RawServer(kind, bound[0], bound[1], server)
-    return raw
 
 
 # --------------------------------------------------------------------- command line

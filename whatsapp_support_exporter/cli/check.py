@@ -1,7 +1,9 @@
-"""``whatsapp-support-exporter check``: validate the settings, poll every target once, show a table.
+"""``whatsapp-support-exporter check``: validate the settings, poll every target and Cloud API
+account once, show a table of each.
 
-The first thing to run after writing a configuration: exit 0 when every target answered, 1 when
-one did not, 2 on bad settings. Every shard's targets are polled, whatever ``--shard`` says.
+The first thing to run after writing a configuration: exit 0 when every target and account
+answered, 1 when one did not, 2 on bad settings. Every shard's targets and accounts are polled,
+whatever ``--shard`` says.
 """
 
 from __future__ import annotations
@@ -16,17 +18,29 @@ from typing import TextIO
 from whatsapp_support_exporter.cli.settings import (
     PROG,
     SettingsError,
+    account_warnings,
     build_parser,
     load_settings,
     target_warnings,
     variable_warnings,
 )
-from whatsapp_support_exporter.fleet.config import ConfigError, load_targets
+from whatsapp_support_exporter.fleet.config import ConfigError, FleetConfig, load_fleet
 from whatsapp_support_exporter.fleet.poller import ssl_for
 from whatsapp_support_exporter.fleet.settings import Settings
-from whatsapp_support_exporter.output.status import TARGETS, Row, not_answered, target_rows
+from whatsapp_support_exporter.output.status import (
+    ACCOUNTS,
+    TARGETS,
+    Row,
+    account_not_answered,
+    account_row,
+    not_answered,
+    target_rows,
+)
+from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
+from whatsapp_support_exporter.upstream.cloud.client import CloudAnswer, CloudClient
 from whatsapp_support_exporter.upstream.errors import PollError
-from whatsapp_support_exporter.upstream.onprem.client import Answer, Client, new_session
+from whatsapp_support_exporter.upstream.http import new_session
+from whatsapp_support_exporter.upstream.onprem.client import Answer, Client
 from whatsapp_support_exporter.upstream.onprem.target import Target
 
 HEADER = TARGETS.header
@@ -38,9 +52,11 @@ def parser() -> argparse.ArgumentParser:
     """check's own usage: the same flags as the exporter's, another purpose."""
     return build_parser(
         prog=f"{PROG} check",
-        description="Validate the settings, poll every target once (all shards) and print one"
-        " row per target and container: state, build expiry, socket, least free space, error."
-        " Exit 0 when every target answered, 1 when one did not, 2 on bad settings.",
+        description="Validate the settings, poll every target once (and every Cloud API account;"
+        " all shards) and print one row per target and container (state, build expiry, socket,"
+        " least free space, error) and per account (state, numbers, worst quality, error)."
+        " Exit 0 when every target answered (and every account), 1 when one did not, 2 on bad"
+        " settings.",
         epilog="",
     )
 
@@ -55,16 +71,78 @@ def main(argv: list[str]) -> int:
         return 2
     _warn(variable_warnings(os.environ))
     try:
-        targets = load_targets(settings)
+        fleet = load_fleet(settings)
     except ConfigError as err:
         print(f"{PROG} check: {err}", file=sys.stderr)
         return 2
-    _warn(target_warnings(settings, targets))
-    results = asyncio.run(poll_all(settings, targets))
-    print_table([row.line for row in rows(results, time.time())], sys.stdout)
+    _warn(target_warnings(settings, fleet.targets) + account_warnings(fleet.accounts))
+    results, answers = asyncio.run(poll_everything(settings, fleet))
     failed = sum(1 for _, outcome in results if isinstance(outcome, PollError))
-    print(f"\n{len(results) - failed} of {len(results)} targets answered.")
-    return 1 if failed else 0
+    failed_accounts = sum(1 for _, outcome in answers if isinstance(outcome, PollError))
+    if results or not answers:
+        print_table([row.line for row in rows(results, time.time())], sys.stdout)
+        print(f"\n{len(results) - failed} of {len(results)} targets answered.")
+    if answers:
+        if results:
+            print()
+        table = [row.line for row in account_rows(answers)]
+        print_table(table, sys.stdout, ACCOUNTS.header)
+        print(f"\n{len(answers) - failed_accounts} of {len(answers)} accounts answered.")
+    return 1 if failed or failed_accounts else 0
+
+
+async def poll_everything(
+    settings: Settings, fleet: FleetConfig
+) -> tuple[
+    list[tuple[Target, Answer | PollError]], list[tuple[CloudAccount, CloudAnswer | PollError]]
+]:
+    """Targets and accounts polled at the same time."""
+    return await asyncio.gather(
+        poll_all(settings, fleet.targets), poll_accounts(settings, fleet.accounts)
+    )
+
+
+async def poll_accounts(
+    settings: Settings, accounts: list[CloudAccount]
+) -> list[tuple[CloudAccount, CloudAnswer | PollError]]:
+    """One attempt per Cloud API account, at most --poll.max-concurrency at once."""
+    if not accounts:
+        return []
+    session = new_session(settings.max_concurrency, 5.0)
+    slots = asyncio.Semaphore(settings.max_concurrency)
+
+    async def one(account: CloudAccount) -> tuple[CloudAccount, CloudAnswer | PollError]:
+        client = CloudClient(
+            session,
+            account,
+            timeout=settings.poll_timeout,
+            max_response_bytes=settings.max_response_bytes,
+            max_series=settings.max_series,
+        )
+        async with slots:
+            try:
+                return account, await client.attempt()
+            except PollError as err:
+                return account, err
+
+    try:
+        return list(await asyncio.gather(*(one(a) for a in accounts)))
+    finally:
+        await session.close()
+
+
+def account_rows(results: list[tuple[CloudAccount, CloudAnswer | PollError]]) -> list[Row]:
+    """One row per account: state, numbers, worst quality, notes or the error."""
+    out: list[Row] = []
+    for account, outcome in results:
+        if isinstance(outcome, PollError):
+            error = f"{outcome.reason}: {outcome.detail}"
+            out.append(account_not_answered(account.name, account.waba_id, "down", error))
+            continue
+        out.append(
+            account_row(account.name, account.waba_id, outcome.waba, outcome.numbers, outcome.usage)
+        )
+    return out
 
 
 def _warn(warnings: list[str]) -> None:
@@ -115,18 +193,20 @@ def rows(results: list[tuple[Target, Answer | PollError]], now: float) -> list[R
     return out
 
 
-def print_table(table: list[tuple[str, ...]], stream: TextIO) -> None:
+def print_table(
+    table: list[tuple[str, ...]], stream: TextIO, header_row: tuple[str, ...] = HEADER
+) -> None:
     """Plain aligned columns; bold header and coloured failing rows (red, warnings yellow) only
     on a terminal without NO_COLOR."""
     color = stream.isatty() and not os.environ.get("NO_COLOR")  # no-color.org: set, non-empty
-    widths = [max(len(row[i]) for row in [HEADER, *table]) for i in range(len(HEADER))]
+    widths = [max(len(row[i]) for row in [header_row, *table]) for i in range(len(header_row))]
 
     def line(row: tuple[str, ...]) -> str:
         return "  ".join(
             cell.ljust(width) for cell, width in zip(row, widths, strict=True)
         ).rstrip()
 
-    header = line(HEADER)
+    header = line(header_row)
     print(f"\033[1m{header}\033[0m" if color else header, file=stream)
     for row in table:
         text = line(row)

@@ -25,6 +25,7 @@ from whatsapp_support_exporter.cli.logs import setup_logging
 from whatsapp_support_exporter.cli.settings import (
     PROG,
     SettingsError,
+    account_warnings,
     load_settings,
     target_warnings,
     variable_warnings,
@@ -33,6 +34,7 @@ from whatsapp_support_exporter.fleet.config import ConfigError
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.reload import Fleet
 from whatsapp_support_exporter.fleet.settings import Settings, split_listen_address
+from whatsapp_support_exporter.output.cloud_families import render_account
 from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
@@ -53,6 +55,10 @@ DEMO_CLUSTER_API_KEY = "demo-cluster-api-key"
 DEMO_SINGLE_API_KEY = "demo-single-api-key"  # refused by the single instance: the login takes over
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented, guards a loopback simulator
+DEMO_CLOUD_TOKEN = "demo-cloud-token"  # noqa: S105 - documented, the simulated Graph API's
+# The demo polls its Cloud API account every minute: 120 of the simulated 200 calls an hour,
+# and the account's scripted changes (every 10 minutes) show within a minute or two.
+DEMO_CLOUD_INTERVAL = 60.0
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         log.warning(warning)
     _raise_file_limit()
     settle_gc()  # before the fleet exists: nothing a reload removes may be frozen
-    store = Store(render_target)
+    store = Store(render_target, render_account)
     fleet = Fleet(settings, store)
     targets: list[Target] = []
     if not settings.demo:
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             targets = fleet.initial()
         except ConfigError as err:
             fail(str(err))
-        for warning in target_warnings(settings, targets):
+        for warning in target_warnings(settings, targets) + account_warnings(fleet.accounts):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
 
@@ -137,9 +143,10 @@ async def serve(
     if settings.demo:
         settings, targets, sim_runner = await start_demo_simulator(settings)
         fleet.settings = settings
+        fleet.accounts = settings.env_accounts()
         fleet.demo()
         cleanups.append(sim_runner)
-    poller = Poller(settings, store, targets)
+    poller = Poller(settings, store, targets, fleet.accounts)
     fleet.poller = poller
     middlewares = []
     if web_config and web_config.users:
@@ -179,6 +186,7 @@ async def serve(
             "address": settings.listen_address,
             "tls": ssl_context is not None,
             "targets": len(targets),
+            "accounts": len(fleet.accounts),
             "shard": settings.shard,
             "total_shards": settings.total_shards,
             "version": __version__,
@@ -216,19 +224,25 @@ def _reload_text(fleet: Fleet) -> str:
 async def start_demo_simulator(
     settings: Settings,
 ) -> tuple[Settings, list[Target], web.AppRunner]:
-    """A multiconnect cluster and a single instance on a loopback port, with an auth each.
+    """A multiconnect cluster and a single instance on a loopback port, with an auth each, and
+    beside them a simulated Graph API with one Cloud API account.
 
     The cluster takes an API key; the single instance takes only login tokens on /v1/support
     (as some builds do), so the demo shows the API key being tried first and the login taking
-    over, and a fleet with two credential sets.
+    over, and a fleet with two credential sets. The account's numbers show every state, one
+    still on ON_PREMISE, and change with the clock (a migration, a quality rating that drops
+    and recovers, a number flagged then restored); it comes back as the returned settings'
+    WA_CLOUD_* values, as an operator would set them.
     """
-    from whatsapp_api_simulator.onprem import Simulator  # only the demo needs it
+    from whatsapp_api_simulator.cloud import GraphSimulator  # only the demo needs them
+    from whatsapp_api_simulator.onprem import Simulator
 
     ignored = [
         name
         for name, present in (
             ("WA_TARGETS/--target", bool(settings.targets)),
             ("--config.file", settings.config_file is not None),
+            ("WA_CLOUD_WABA_IDS/--cloud.waba-id", bool(settings.cloud_waba_ids)),
         )
         if present
     ]
@@ -245,7 +259,11 @@ async def start_demo_simulator(
         password=DEMO_PASSWORD,
     )
     single.faults.reject_api_key = True
-    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+    graph = GraphSimulator(token=DEMO_CLOUD_TOKEN)
+    demo_account = graph.add_demo_account(label="demo")
+    app = sim.app()
+    graph.install(app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -271,20 +289,38 @@ async def start_demo_simulator(
         ),
     ]
     log.info("demo: simulated WhatsApp Business API started", extra={"url": base})
-    print(demo_config(base), file=sys.stderr)
-    update: dict[str, Any] = {"targets": []}
+    print(demo_config(base, demo_account.waba_id), file=sys.stderr)
+    update: dict[str, Any] = {
+        "targets": [],
+        "cloud_waba_ids": [("demo", demo_account.waba_id)],
+        "cloud_token": SecretStr(DEMO_CLOUD_TOKEN),
+        "cloud_token_file": None,
+        "cloud_graph_url": base,
+        "cloud_interval": DEMO_CLOUD_INTERVAL,
+    }
     if "listen_address" not in settings.model_fields_set:
         update["listen_address"] = DEMO_LISTEN_ADDRESS
     return settings.model_copy(update=update), targets, runner
 
 
-def demo_config(base: str) -> str:
+def demo_config(base: str, waba_id: str = "") -> str:
     """The demo's fleet as a configuration file says it, ready to save and give to ``check``.
 
     The credentials are the fixed, documented demo ones: the simulator listens on loopback only
     and guards nothing, so showing them costs nothing and lets a user try ``check`` and a
-    configuration file against the running demo.
+    configuration file against the running demo. With ``waba_id``, the Cloud API account too.
     """
+    cloud = (
+        f"""
+cloud:
+  graph_url: {base}
+  token: {DEMO_CLOUD_TOKEN}
+  interval: 1m
+  accounts:
+    - {{name: demo, waba_id: "{waba_id}"}}"""
+        if waba_id
+        else ""
+    )
     return f"""# The demo's simulator as a configuration file says it (fixed demo credentials,
 # docs/simulator.md). Save these lines as demo.yml and, while the demo runs, try:
 #   whatsapp-support-exporter check --config.file demo.yml
@@ -293,7 +329,7 @@ auths:
   single-login:
     api_key: {DEMO_SINGLE_API_KEY}
     username: {DEMO_USERNAME}
-    password: {DEMO_PASSWORD}
+    password: {DEMO_PASSWORD}{cloud}
 targets:
   - {{name: cluster, url: {base}/cluster, auth: cluster-key}}
   - {{name: single, url: {base}/single, auth: single-login}}"""

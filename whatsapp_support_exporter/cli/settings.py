@@ -23,6 +23,11 @@ from whatsapp_support_exporter.fleet.settings import (
     SettingError,
     Settings,
 )
+from whatsapp_support_exporter.upstream.cloud.account import (
+    MIN_CLOUD_INTERVAL,
+    WARN_CLOUD_INTERVAL,
+    CloudAccount,
+)
 from whatsapp_support_exporter.upstream.onprem.target import SUPPORT_PATH, Target
 
 PROG = "whatsapp-support-exporter"
@@ -62,8 +67,8 @@ def _epilog() -> str:
 
 def build_parser(
     prog: str = PROG,
-    description: str = "Export the WhatsApp Business API On-Premises /v1/support data to"
-    " Prometheus.",
+    description: str = "Export the WhatsApp Business API On-Premises /v1/support data, and the"
+    " numbers of Cloud API accounts (Graph API), to Prometheus.",
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
     """Flags in the style of the Go exporters; defaults stay None so variables apply."""
@@ -84,9 +89,8 @@ def build_parser(
         shown = "" if option.shown_default is None else f", default {option.shown_default}"
         if option.kind == "list":
             text = f"{option.help} [{option.variable}, comma-separated{shown}]"
-            metavar = "[NAME=]URL"
             parser.add_argument(
-                option.flag, action="append", dest=option.field, metavar=metavar, help=text
+                option.flag, action="append", dest=option.field, metavar=option.metavar, help=text
             )
             continue
         text = f"{option.help} [{option.variable}{shown}]".replace("%", "%%")
@@ -153,6 +157,12 @@ def load_settings(
         raise SettingsError(
             f"invalid setting {names}: must be at least {MIN_POLL_INTERVAL:g}s (the upstream"
             " is rate-limited and shared)"
+        )
+    if settings.cloud_interval < MIN_CLOUD_INTERVAL:
+        names = _names("cloud_interval", environ, set(values))
+        raise SettingsError(
+            f"invalid setting {names}: must be at least {MIN_CLOUD_INTERVAL:g}s (the Graph API"
+            " allows about 200 calls per hour and account)"
         )
     return settings
 
@@ -270,6 +280,17 @@ def target_warnings(settings: Settings, targets: Iterable[Target] | None = None)
             f" the base URL): {_some(stripped)}"
         )
     return warnings
+
+
+def account_warnings(accounts: Iterable[CloudAccount]) -> list[str]:
+    """Cloud API accounts polled more often than the Graph API's rate limit comfortably allows."""
+    fast = sorted({a.interval for a in accounts if a.interval < WARN_CLOUD_INTERVAL})
+    if not fast:
+        return []
+    return [
+        f"Cloud API interval {fast[0]:g}s is below 1m: each poll of an account costs 2 Graph API"
+        " requests or more, and the Graph API allows 200 calls per hour and account"
+    ]
 
 
 def setting_warnings(

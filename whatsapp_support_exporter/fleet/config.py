@@ -16,6 +16,7 @@ import glob
 import os
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -34,7 +35,13 @@ from pydantic import (
     model_validator,
 )
 
+from whatsapp_support_exporter.fleet.cloud_config import (
+    CloudConfigError,
+    CloudSection,
+    load_accounts,
+)
 from whatsapp_support_exporter.fleet.settings import Settings
+from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
 from whatsapp_support_exporter.upstream.onprem.target import (
     ApiKey,
     ApiKeyFile,
@@ -208,6 +215,7 @@ class _ConfigFile(_Model):
     auths: dict[StrictStr, _Auth] = Field(default_factory=dict)
     targets: list[_StaticTarget] = Field(default_factory=list)
     target_files: list[StrictStr] = Field(default_factory=list)
+    cloud: CloudSection | None = None
 
 
 class _Group(_Model):
@@ -336,24 +344,45 @@ def _target_file_paths(patterns: Iterable[str], base: Path) -> Iterator[Path]:
             yield Path(match)
 
 
-def load_targets(settings: Settings) -> list[Target]:
+@dataclass(frozen=True)
+class FleetConfig:
+    """Everything a fleet polls: On-Premises targets and Cloud API accounts (every shard's)."""
+
+    targets: list[Target]
+    accounts: list[CloudAccount]
+
+
+def load_fleet(settings: Settings) -> FleetConfig:
     """The whole fleet, every shard's: WA_TARGETS / --target with the environment's credentials
-    and TLS, then the configuration file's targets, then its target files' targets."""
+    and TLS, then the configuration file's targets, then its target files' targets; the Cloud
+    API accounts of the environment and of the file's ``cloud`` section."""
     env_creds, env_tls = settings.credentials(), settings.tls()
     fleet = _Targets()
     for target in settings.env_targets():
         fleet.add(target, "WA_TARGETS")
     path = settings.config_file
+    section = None
     if path is not None:
-        _load_file(path, fleet, env_creds, env_tls)
-    if not fleet.targets and not settings.demo:
+        section = _load_file(path, fleet, env_creds, env_tls)
+    try:
+        accounts = load_accounts(settings, section, path)
+    except CloudConfigError as err:
+        raise ConfigError(str(err)) from None
+    if not fleet.targets and not accounts and not settings.demo:
         if path is None:
             raise ConfigError("no targets: set WA_TARGETS, --target or --config.file")
         raise ConfigError(f"{path}: no targets (targets and target_files give none)")
-    return fleet.targets
+    return FleetConfig(fleet.targets, accounts)
 
 
-def _load_file(path: Path, fleet: _Targets, env_creds: Credentials, env_tls: TLSOptions) -> None:
+def load_targets(settings: Settings) -> list[Target]:
+    """The On-Premises targets of the fleet (``load_fleet``)."""
+    return load_fleet(settings).targets
+
+
+def _load_file(
+    path: Path, fleet: _Targets, env_creds: Credentials, env_tls: TLSOptions
+) -> CloudSection | None:
     base = path.parent
     data = _parse(path, _read(path))
     config = _validate(
@@ -373,6 +402,7 @@ def _load_file(path: Path, fleet: _Targets, env_creds: Credentials, env_tls: TLS
         fleet.add(target, where)
     for file in _target_file_paths(config.target_files, base):
         _load_target_file(file, fleet, auths, env_creds, env_tls)
+    return config.cloud
 
 
 def _load_target_file(

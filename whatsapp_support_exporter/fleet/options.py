@@ -83,6 +83,8 @@ class Option:
     default_text: str | None = None
     # The variables, preferred first; empty: the flag's, then WA_<FIELD> (the 0.1 name).
     variables: tuple[str, ...] = ()
+    # What --help shows as the value (None: from the kind).
+    value_text: str | None = None
 
     def __post_init__(self) -> None:
         if not self.variables:
@@ -99,6 +101,8 @@ class Option:
 
     @property
     def metavar(self) -> str:
+        if self.value_text is not None:
+            return self.value_text
         return _METAVARS.get(self.kind, self.field.split("_")[-1].upper())
 
     @property
@@ -126,6 +130,7 @@ OPTIONS: dict[str, Option] = {
             "a WhatsApp Business API client to poll, [NAME=]URL (repeatable)",
             "list",
             variables=("WA_TARGETS",),
+            value_text="[NAME=]URL",
         ),
         Option("api_key", None, "API key, sent as 'Authorization: Apikey <key>'", "secret"),
         Option("api_key_file", None, "file holding the API key", "file"),
@@ -227,6 +232,51 @@ OPTIONS: dict[str, Option] = {
             "poll a built-in simulated WhatsApp Business API (no setup needed)",
             "switch",
             False,
+        ),
+        Option(
+            "cloud_waba_ids",
+            "--cloud.waba-id",
+            "a Cloud API WhatsApp Business Account to watch, [NAME=]WABA_ID (repeatable)",
+            "list",
+            variables=("WA_CLOUD_WABA_IDS",),
+            value_text="[NAME=]WABA_ID",
+        ),
+        Option(
+            "cloud_token",
+            None,
+            "Graph API access token of a system user (whatsapp_business_management)",
+            "secret",
+            variables=("WA_CLOUD_TOKEN",),
+        ),
+        Option(
+            "cloud_token_file",
+            None,
+            "file holding the Graph API token, read again at every poll",
+            "file",
+            variables=("WA_CLOUD_TOKEN_FILE",),
+        ),
+        Option(
+            "cloud_graph_url",
+            "--cloud.graph-url",
+            "base URL of the Graph API",
+            "address",
+            "https://graph.facebook.com",
+            value_text="URL",
+        ),
+        Option(
+            "cloud_api_version",
+            "--cloud.api-version",
+            "Graph API version, the prefix of every path",
+            "word",
+            "v24.0",
+            value_text="VERSION",
+        ),
+        Option(
+            "cloud_interval",
+            "--cloud.interval",
+            "time between polls of one Cloud API account; at least 10s",
+            "duration",
+            300.0,
         ),
     )
 }

@@ -14,12 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from whatsapp_support_exporter.fleet.config import ConfigError, config_fingerprint, load_targets
+from whatsapp_support_exporter.fleet.config import (
+    ConfigError,
+    FleetConfig,
+    config_fingerprint,
+    load_fleet,
+)
 from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.fleet.sharding import assigned
 from whatsapp_support_exporter.output.families import exporter_pieces
 from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
 from whatsapp_support_exporter.upstream.onprem.target import Target
 
 log = logging.getLogger("whatsapp_support_exporter.fleet.reload")
@@ -48,7 +54,7 @@ class Fleet:
         settings: Settings,
         store: Store,
         *,
-        load: Callable[[Settings], list[Target]] = load_targets,
+        load: Callable[[Settings], FleetConfig] = load_fleet,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -57,13 +63,17 @@ class Fleet:
         self.clock = clock
         self.status = ReloadStatus(ok=True, success_at=None)
         self.poller: Poller | None = None
+        # this replica's Cloud API accounts after the first load
+        self.accounts: list[CloudAccount] = []
         self._lock = asyncio.Lock()
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
 
     def initial(self) -> list[Target]:
         """The first load, at start: raises ConfigError (the caller exits 2)."""
         self._fingerprint = config_fingerprint(self.settings)
-        targets = shard_targets(self.settings, self._load(self.settings))
+        loaded = self._load(self.settings)
+        targets = shard_targets(self.settings, loaded.targets)
+        self.accounts = assigned(loaded.accounts, self.settings.shard, self.settings.total_shards)
         self.status = ReloadStatus(ok=True, success_at=self.clock())
         self._publish()
         return targets
@@ -88,7 +98,7 @@ class Fleet:
         assert self.poller is not None
         async with self._lock:
             try:
-                targets, load_cpu = await asyncio.to_thread(self._load_timed)
+                loaded, load_cpu = await asyncio.to_thread(self._load_timed)
             except (ConfigError, OSError) as err:
                 self.status = ReloadStatus(False, self.status.success_at, str(err))
                 self._publish()
@@ -98,7 +108,11 @@ class Fleet:
                 )
                 return str(err)
             started = time.thread_time()
-            added, changed, removed = await self.poller.apply(shard_targets(self.settings, targets))
+            accounts = assigned(loaded.accounts, self.settings.shard, self.settings.total_shards)
+            added, changed, removed = await self.poller.apply(
+                shard_targets(self.settings, loaded.targets), accounts
+            )
+            self.accounts = accounts
             apply_cpu = time.thread_time() - started
             self.status = ReloadStatus(True, self.clock())
             self._publish()
@@ -107,6 +121,7 @@ class Fleet:
                 extra={
                     "trigger": why,
                     "targets": len(self.poller.pollers),
+                    "accounts": len(self.poller.account_pollers),
                     "added": added,
                     "changed": changed,
                     "removed": removed,
@@ -116,12 +131,12 @@ class Fleet:
             )
             return None
 
-    def _load_timed(self) -> tuple[list[Target], float]:
+    def _load_timed(self) -> tuple[FleetConfig, float]:
         """Read the files again (in a worker thread); returns the fleet and the CPU it took."""
         started = time.thread_time()
         self._fingerprint = config_fingerprint(self.settings)
-        targets = self._load(self.settings)
-        return targets, time.thread_time() - started
+        loaded = self._load(self.settings)
+        return loaded, time.thread_time() - started
 
     async def watch(self, every: float = WATCH_SECONDS) -> None:
         """Reload on its own when a file of the configuration changes (mtime and size)."""

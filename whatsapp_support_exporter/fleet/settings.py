@@ -19,11 +19,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from whatsapp_support_exporter.fleet.options import OPTIONS, parse_duration, setting
 from whatsapp_support_exporter.fleet.sharding import parse_shard
+from whatsapp_support_exporter.upstream.cloud.account import (
+    CloudAccount,
+    check_api_version,
+    check_graph_url,
+    parse_waba_id,
+    read_token_file,
+)
 from whatsapp_support_exporter.upstream.onprem.target import (
     ApiKey,
     ApiKeyFile,
     Credentials,
     PasswordFile,
+    SecretFileError,
     Target,
     TLSOptions,
     check_ca_file,
@@ -119,6 +127,52 @@ class Settings(BaseSettings):
 
     demo: bool = setting("demo")
 
+    cloud_waba_ids: Annotated[list[tuple[str, str]], NoDecode] = setting("cloud_waba_ids")
+    cloud_token: SecretStr | None = setting("cloud_token")
+    cloud_token_file: Path | None = setting("cloud_token_file")
+    cloud_graph_url: str = setting("cloud_graph_url")
+    cloud_api_version: str = setting("cloud_api_version")
+    cloud_interval: Duration = setting("cloud_interval", gt=0, allow_inf_nan=False)
+
+    @field_validator("cloud_waba_ids", mode="before")
+    @classmethod
+    def _split_waba_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [parse_waba_id(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("cloud_waba_ids")
+    @classmethod
+    def _unique_accounts(cls, accounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        seen: set[str] = set()
+        for name, _ in accounts:
+            if name in seen:
+                raise ValueError(f"account name {name!r} is used twice; give name=waba_id")
+            seen.add(name)
+        return accounts
+
+    @field_validator("cloud_token_file")
+    @classmethod
+    def _usable_token_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                read_token_file(path)
+            except SecretFileError as err:
+                raise ValueError(str(err)) from None
+        return path
+
+    @field_validator("cloud_graph_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        return check_graph_url(value)
+
+    @field_validator("cloud_api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        return check_api_version(value)
+
     @field_validator("targets", mode="before")
     @classmethod
     def _split_targets(cls, value: Any) -> Any:
@@ -184,9 +238,24 @@ class Settings(BaseSettings):
         problem = self.credentials().problem(_variable)
         if problem is not None:
             raise SettingError(*problem)
-        if not self.targets and not self.demo and self.config_file is None:
+        if self.cloud_token is not None and self.cloud_token_file is not None:
             raise SettingError(
-                "targets", "at least one target is required (or --config.file, or --demo)"
+                "cloud_token_file", "WA_CLOUD_TOKEN and WA_CLOUD_TOKEN_FILE are both set; keep one"
+            )
+        has_token = self.cloud_token is not None or self.cloud_token_file is not None
+        if self.cloud_waba_ids and not has_token and self.config_file is None:
+            raise SettingError(
+                "cloud_token", "the Cloud API accounts need WA_CLOUD_TOKEN or WA_CLOUD_TOKEN_FILE"
+            )
+        if (
+            not self.targets
+            and not self.cloud_waba_ids
+            and not self.demo
+            and self.config_file is None
+        ):
+            raise SettingError(
+                "targets",
+                "at least one target is required (or --cloud.waba-id, --config.file, or --demo)",
             )
         if self.shard >= self.total_shards:
             raise SettingError("shard", f"must be below the number of shards ({self.total_shards})")
@@ -209,6 +278,21 @@ class Settings(BaseSettings):
     def credentials(self) -> Credentials:
         """The environment's credentials: those of WA_TARGETS and of targets without ``auth``."""
         return Credentials.of(self)
+
+    def env_accounts(self) -> list[CloudAccount]:
+        """WA_CLOUD_WABA_IDS / --cloud.waba-id with the environment's token and Graph API."""
+        return [
+            CloudAccount(
+                name,
+                waba_id,
+                graph_url=self.cloud_graph_url,
+                api_version=self.cloud_api_version,
+                interval=self.cloud_interval,
+                token=self.cloud_token,
+                token_file=self.cloud_token_file,
+            )
+            for name, waba_id in self.cloud_waba_ids
+        ]
 
     def tls(self) -> TLSOptions:
         """The environment's TLS options (the defaults of every target)."""

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest as text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from whatsapp_support_exporter.output.families import FAMILIES, METRIC_NAMES
-from whatsapp_support_exporter.output.store import Pieces, Store
+from whatsapp_support_exporter.output.store import Key, Pieces, Store
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -65,9 +65,11 @@ class Exposition:
         self.registry = registry if registry is not None else process_registry()
         self._layout = -1
         self._generation = -1
-        self._seen: dict[str, Pieces] = {}  # the pieces each target's blocks were joined from
-        self._index: dict[str, int] = {}  # target name -> position in the store's order
-        self._names: list[str] = []
+        self._seen: dict[Key, Pieces] = {}  # the pieces each target's blocks were joined from
+        self._index: dict[
+            Key, int
+        ] = {}  # target name (or account key) -> position in the store's order
+        self._names: list[Key] = []
         self._blocks: dict[str, list[_Block]] = {}  # per family, in target order
         self._headers = {
             fmt: {name: family.header(fmt).encode() for name, family in FAMILIES.items()}

@@ -20,11 +20,24 @@ A cluster member adds ``host`` and ``container_id`` after ``target``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
 
 from whatsapp_support_exporter import __version__
+from whatsapp_support_exporter.output.cloud_families import CLOUD_FAMILIES
+from whatsapp_support_exporter.output.family import (
+    COUNTER,
+    GAUGE,
+    INVALID_FIELDS,
+    Family,
+    Lines,
+    Sample,
+    escape,
+    extra_labels,
+    flag,
+    number,
+    one,
+    states,
+)
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.upstream.errors import Reason
 from whatsapp_support_exporter.upstream.onprem.support import ContainerFields, Support, utc_seconds
@@ -40,96 +53,28 @@ LOGIN_RESULTS = ("success", "failure")
 OPTIONAL_ENDPOINTS = ("health", "shards")
 
 
-class Kind(StrEnum):
-    GAUGE = "gauge"
-    COUNTER = "counter"
-
-
-# label values of one sample, and its value
-Sample = tuple[tuple[str, ...], float]
-
-
-@dataclass(frozen=True)
-class Family:
-    """One metric family: what it is called, what it means, which labels its samples carry."""
-
-    name: str
-    kind: Kind
-    help: str
-    labels: tuple[str, ...] = ()  # the labels after target (and host, container_id)
-    # how a container family takes its samples from a container (None: a per-target family)
-    samples: Callable[[ContainerFields, float | None], Sequence[Sample]] | None = None
-    # rendered label suffixes by label values (see _extra); not part of the family's identity
-    extras: dict[tuple[str, ...], str] = field(
-        default_factory=dict, compare=False, hash=False, repr=False
-    )
-
-    def header(self, openmetrics: bool) -> str:
-        """HELP and TYPE lines; OpenMetrics names a counter family without ``_total``."""
-        name = self.name
-        if openmetrics and self.kind is Kind.COUNTER:
-            name = name.removesuffix("_total")
-        return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
-
-
-# Label value sets remembered per family. They repeat across a fleet (states, reasons, shard ids,
-# a few versions): a few dozen per family. Values that keep changing (versions over months,
-# hostile upstream data) empty the cache when it is full, so it costs a rebuild, never memory
-# that grows with time or with the targets that came and went.
-_EXTRAS_KEPT = 512
-
-
-def _extra(family: Family, values: tuple[str, ...]) -> str:
-    """``,name="value"`` for each label, escaped, built on a miss of ``family.extras`` (callers
-    look there first, inline: label sets repeat, so each is built once)."""
-    cache = family.extras
-    if len(cache) >= _EXTRAS_KEPT:  # hostile label values cost a rebuild, not memory
-        cache.clear()
-    pairs = zip(family.labels, values, strict=True)
-    extra = cache[values] = "".join([f',{label}="{escape(v)}"' for label, v in pairs])
-    return extra
-
-
-def _states(known: tuple[str, ...], current: str) -> list[Sample]:
-    """A state set: one series per documented state (zeros too), plus an undocumented current."""
-    samples: list[Sample] = [((state,), 1 if state == current else 0) for state in known]
-    if current not in known:
-        samples.append(((current,), 1))
-    return samples
-
-
-# Sample functions return sequences, not generators: a poll renders 13 families per container,
-# and a generator per family cost a third of the render.
-def _one(value: float | None) -> tuple[Sample, ...]:
-    return () if value is None else (((), value),)
-
-
-def _flag(value: bool | None) -> tuple[Sample, ...]:
-    return () if value is None else (((), 1 if value else 0),)
-
-
 def _free_space(c: ContainerFields, _: float | None) -> list[Sample]:
     return [((directory,), free) for directory, free in c.free_space.items()]
 
 
 def _socket_state(c: ContainerFields, _: float | None) -> Sequence[Sample]:
-    return () if c.socket_conn is None else _states(SOCKET_STATES, c.socket_conn)
+    return () if c.socket_conn is None else states(SOCKET_STATES, c.socket_conn)
 
 
 def _socket_connected(c: ContainerFields, _: float | None) -> Sequence[Sample]:
-    return _flag(None if c.socket_conn is None else c.socket_conn == "UP")
+    return flag(None if c.socket_conn is None else c.socket_conn == "UP")
 
 
 def _expiry(c: ContainerFields, _: float | None) -> Sequence[Sample]:
-    return _one(None if c.expire_timestamp is None else utc_seconds(c.expire_timestamp))
+    return one(None if c.expire_timestamp is None else utc_seconds(c.expire_timestamp))
 
 
 def _role(c: ContainerFields, _: float | None) -> Sequence[Sample]:
-    return () if c.role is None else _states(ROLES, c.role)
+    return () if c.role is None else states(ROLES, c.role)
 
 
 def _shards_owned(c: ContainerFields, _: float | None) -> Sequence[Sample]:
-    return _one(None if c.shards is None else len(c.shards))
+    return one(None if c.shards is None else len(c.shards))
 
 
 def _shard_owned(c: ContainerFields, _: float | None) -> list[Sample]:
@@ -159,10 +104,8 @@ def _clock_skew(c: ContainerFields, received_at: float | None) -> Sequence[Sampl
     # a clock given in whole seconds is compared with ours in whole seconds: otherwise the
     # truncation alone reads as up to a second of skew
     ours = math.floor(received_at) if c.device_iso8601.microsecond == 0 else received_at
-    return _one(utc_seconds(c.device_iso8601) - ours)
+    return one(utc_seconds(c.device_iso8601) - ours)
 
-
-GAUGE, COUNTER = Kind.GAUGE, Kind.COUNTER
 
 UP = Family(
     "whatsapp_up", GAUGE, "1 if the last poll of the target's /v1/support succeeded, else 0."
@@ -198,7 +141,7 @@ _CONTAINER_FAMILIES = (
         "whatsapp_multiconnect_enabled",
         GAUGE,
         "1 when multi_connect is true, else 0.",
-        samples=lambda c, _: _flag(c.multi_connect),
+        samples=lambda c, _: flag(c.multi_connect),
     ),
     Family(
         "whatsapp_role",
@@ -231,7 +174,7 @@ _CONTAINER_FAMILIES = (
         "whatsapp_registered",
         GAUGE,
         "0 when the phone number is unregistered, else 1.",
-        samples=lambda c, _: _flag(c.registered),
+        samples=lambda c, _: flag(c.registered),
     ),
     Family(
         "whatsapp_build_info",
@@ -306,12 +249,6 @@ LOGINS = Family(
     "the credentials.",
     ("result",),
 )
-INVALID_FIELDS = Family(
-    "whatsapp_exporter_invalid_fields_total",
-    COUNTER,
-    "Upstream fields dropped for a wrong type; the rest of the target is still exported.",
-    ("field",),
-)
 COLLECTOR_SUCCESS = Family(
     "whatsapp_exporter_collector_success",
     GAUGE,
@@ -366,78 +303,14 @@ _FAMILIES = (
     CONFIG_RELOAD_TIMESTAMP,
     SHARD_ORDINAL,
     TOTAL_SHARDS,
+    *CLOUD_FAMILIES,
 )
 
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
 METRIC_NAMES = tuple(FAMILIES)
 
 
-def escape(value: str) -> str:
-    """Label value escaping shared by the text format and OpenMetrics."""
-    if "\\" in value or '"' in value or "\n" in value:
-        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def number(value: float) -> str:
-    """A sample value as Prometheus writes it (the common cases first: this runs per sample)."""
-    if type(value) is int:
-        return str(value)
-    if isinstance(value, int):  # bool, IntEnum
-        return str(int(value))
-    if value.is_integer():  # finite and whole
-        return str(int(value)) if abs(value) < 1e15 else repr(float(value))
-    if value != value:
-        return "NaN"
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
-    return repr(float(value))
-
-
-def _append(lines: list[str], family: Family, labels: str, samples: Iterable[Sample]) -> None:
-    """Sample lines of one family; ``labels`` are the target's (and container's), escaped.
-
-    A sample with the wrong number of label values is a bug in this module: it raises.
-    """
-    name, arity, extras = family.name, len(family.labels), family.extras
-    for values, value in samples:
-        if len(values) != arity:
-            raise ValueError(f"{name} takes labels {family.labels}, got {values!r}")
-        inner = labels
-        if values:
-            extra = extras.get(values) or _extra(family, values)
-            inner = labels + extra if labels else extra[1:]
-        text = str(value) if type(value) is int else number(value)
-        lines.append(f"{name}{{{inner}}} {text}\n" if inner else f"{name} {text}\n")
-
-
-class _Lines:
-    """Per-family sample lines of one target, in the order they are rendered."""
-
-    __slots__ = ("lines",)
-
-    def __init__(self) -> None:
-        self.lines: dict[str, list[str]] = {}
-
-    def add(self, family: Family, labels: str, samples: Iterable[Sample]) -> None:
-        lines = self.lines.get(family.name)
-        if lines is None:
-            lines = self.lines[family.name] = []
-        _append(lines, family, labels, samples)
-
-    def one(self, family: Family, labels: str, value: float) -> None:
-        """The single sample of a family without labels of its own (the common case, direct)."""
-        if family.labels:
-            raise ValueError(f"{family.name} takes labels {family.labels}, got none")
-        name = family.name
-        text = str(value) if type(value) is int else number(value)
-        line = f"{name}{{{labels}}} {text}\n" if labels else f"{name} {text}\n"
-        self.lines.setdefault(name, []).append(line)
-
-
-def _render_containers(out: _Lines, base: str, support: Support, received_at: float | None) -> None:
+def _render_containers(out: Lines, base: str, support: Support, received_at: float | None) -> None:
     """The container families' lines: the hot loop of a poll (13 families per container)."""
     lists: list[list[str]] = [[] for _ in _CONTAINER_FAMILIES]
     for container in support.containers:
@@ -448,7 +321,9 @@ def _render_containers(out: _Lines, base: str, support: Support, received_at: fl
             for values, value in samples(fields, received_at):
                 if len(values) != arity:
                     raise ValueError(f"{name} takes labels {family.labels}, got {values!r}")
-                extra = (family.extras.get(values) or _extra(family, values)) if values else ""
+                extra = (
+                    (family.extras.get(values) or extra_labels(family, values)) if values else ""
+                )
                 text = str(value) if type(value) is int else number(value)
                 lines.append(f"{name}{{{labels}{extra}}} {text}\n")
     for family, lines in zip(_CONTAINER_FAMILIES, lists, strict=True):
@@ -464,18 +339,18 @@ def _container_labels(base: str, host: str | None, container_id: str | None) -> 
 
 def render_target(snapshot: TargetSnapshot) -> dict[str, str]:
     """All series of one target, as text per family name."""
-    out = _Lines()
+    out = Lines()
     base = f'target="{escape(snapshot.name)}"'
     out.one(UP, base, 1 if snapshot.up else 0)
     support = snapshot.support
     if support is not None:
         _render_containers(out, base, support, snapshot.received_at)
         if support.api_status is not None:
-            out.add(API_STATUS, base, _states(API_STATUSES, support.api_status))
+            out.add(API_STATUS, base, states(API_STATUSES, support.api_status))
         if snapshot.health is not None:
             for gateway in snapshot.health.gateways:
                 labels = _container_labels(base, gateway.host, gateway.container_id)
-                out.add(GATEWAY_STATUS, labels, _states(GATEWAY_STATES, gateway.status))
+                out.add(GATEWAY_STATUS, labels, states(GATEWAY_STATES, gateway.status))
         if snapshot.shards_configured is not None:
             out.one(SHARDS_CONFIGURED, base, snapshot.shards_configured)
     if snapshot.labels:
@@ -515,7 +390,7 @@ def exporter_pieces(
     total_shards: int | None = None,
 ) -> dict[str, str]:
     """The exporter's own series, not tied to a target."""
-    out = _Lines()
+    out = Lines()
     out.add(EXPORTER_BUILD_INFO, "", (((__version__,), 1),))
     if reload_ok is not None:
         out.one(CONFIG_RELOAD_SUCCESSFUL, "", 1 if reload_ok else 0)

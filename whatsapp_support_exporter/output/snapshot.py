@@ -1,4 +1,4 @@
-"""What is known about one target at one moment: immutable, replaced whole, never mutated.
+"""What is known about one target or account at one moment: immutable, replaced whole.
 
 The poller makes a new snapshot with :func:`dataclasses.replace` after every poll and hands it
 to the store; whoever holds an old one keeps a consistent picture.
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from whatsapp_support_exporter.upstream.cloud.model import PhoneNumber, Usage, Waba
 from whatsapp_support_exporter.upstream.errors import Reason
 from whatsapp_support_exporter.upstream.onprem.support import Health, Support
 
@@ -53,6 +54,32 @@ class TargetSnapshot:
     logins: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     invalid_fields: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     endpoints: Mapping[str, EndpointState] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """up, down or starting: what the landing page and ``check`` show."""
+        if self.up:
+            return "up"
+        return "starting" if self.polls == 0 else "down"
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """One Cloud API account: its last good data (None once stale), its last poll, counters."""
+
+    name: str
+    waba_id: str
+    up: bool = False
+    waba: Waba | None = None
+    numbers: tuple[PhoneNumber, ...] | None = None
+    usage: Usage | None = None  # from the last X-Business-Use-Case-Usage header
+    last_success: float | None = None
+    last_duration: float | None = None
+    last_error: Reason | None = None
+    last_error_detail: str = ""
+    polls: int = 0
+    errors: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    invalid_fields: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
 
     @property
     def state(self) -> str:

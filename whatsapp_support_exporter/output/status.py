@@ -18,11 +18,12 @@ The thresholds are the alert rules' (``deploy/prometheus/alerts.yml``). A second
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.snapshot import AccountSnapshot, TargetSnapshot
+from whatsapp_support_exporter.upstream.cloud.model import PhoneNumber, Usage, Waba
 from whatsapp_support_exporter.upstream.onprem.support import (
     Container,
     ContainerFields,
@@ -210,3 +211,79 @@ def _judge(c: ContainerFields, gateway: str | None, now: float) -> tuple[State, 
     if low:
         flag("warning", "under 2 GiB free: " + ", ".join(low))
     return state, notes
+
+
+# -- Cloud API accounts -----------------------------------------------------------------------
+
+ACCOUNTS = Kind(
+    "Cloud API accounts",
+    "account",
+    "waba id",
+    ("numbers", "worst quality", "notes"),
+)
+# Quality ratings, worst first; a value not listed ranks between YELLOW and GREEN.
+_QUALITY_ORDER = ("RED", "YELLOW", "UNKNOWN", "NA", "GREEN")
+USAGE_WARNING = 0.9  # the usage from which the exporter also waits longer between polls
+
+
+def _quality_rank(quality: str) -> int:
+    return _QUALITY_ORDER.index(quality) if quality in _QUALITY_ORDER else 2
+
+
+def account_not_answered(name: str, waba_id: str, state: State, error: str) -> Row:
+    """The one row of an account that is down or not polled yet."""
+    return Row(name, waba_id, state, ("", "", error))
+
+
+def account_row(
+    name: str,
+    waba_id: str,
+    waba: Waba | None,
+    numbers: Sequence[PhoneNumber],
+    usage: Usage | None,
+) -> Row:
+    """The row of an account that answered: its numbers, the worst quality and what to act on.
+
+    critical: the account or a number BLOCKED, a quality rating RED, a number not CONNECTED;
+    warning: LIMITED, YELLOW, a number still on ON_PREMISE, usage of the rate limit at 90 %.
+    """
+    state: State = "up"
+    notes: list[str] = []
+
+    def flag(level: State, note: str) -> None:
+        nonlocal state
+        state = worse(state, level)
+        notes.append(note)
+
+    can_send = waba.can_send_message if waba is not None else None
+    if can_send == "BLOCKED":
+        flag("critical", "account BLOCKED")
+    elif can_send == "LIMITED":
+        flag("warning", "account LIMITED")
+    counted: tuple[tuple[State, str, Callable[[PhoneNumber], bool]], ...] = (
+        ("critical", "BLOCKED", lambda n: n.can_send_message == "BLOCKED"),
+        ("critical", "RED", lambda n: n.quality_rating == "RED"),
+        ("critical", "not CONNECTED", lambda n: n.status not in (None, "CONNECTED")),
+        ("warning", "LIMITED", lambda n: n.can_send_message == "LIMITED"),
+        ("warning", "YELLOW", lambda n: n.quality_rating == "YELLOW"),
+        ("warning", "on ON_PREMISE", lambda n: n.platform == "ON_PREMISE"),
+    )
+    for level, what, test in counted:
+        hits = sum(1 for n in numbers if test(n))
+        if hits:
+            flag(level, f"{hits} number{'s' if hits != 1 else ''} {what}")
+    if usage is not None and usage.highest >= USAGE_WARNING:
+        flag("warning", f"rate limit {usage.highest:.0%} used")
+    qualities = [n.quality_rating for n in numbers if n.quality_rating is not None]
+    worst = min(qualities, key=_quality_rank) if qualities else ""
+    return Row(name, waba_id, state, (str(len(numbers)), worst, "; ".join(notes)))
+
+
+def account_snapshot_row(snap: AccountSnapshot) -> Row:
+    """The landing page's row of one account, from what the poller last saw."""
+    if snap.polls == 0:
+        return account_not_answered(snap.name, snap.waba_id, "starting", "")
+    if not snap.up or snap.numbers is None:
+        error = f"{snap.last_error}: {snap.last_error_detail}" if snap.last_error else "no data"
+        return account_not_answered(snap.name, snap.waba_id, "down", error)
+    return account_row(snap.name, snap.waba_id, snap.waba, snap.numbers, snap.usage)

@@ -1,4 +1,5 @@
-"""The store: every target's latest snapshot and its series, rendered once per change.
+"""The store: every target's and account's latest snapshot and its series, rendered once per
+change.
 
 Shaped like kube-state-metrics' ``MetricsStore``: the store is given the render function and
 keeps each target's rendered pieces (text per metric family) with a generation number. The
@@ -11,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from whatsapp_support_exporter.output.snapshot import TargetSnapshot
+from whatsapp_support_exporter.output.snapshot import AccountSnapshot, TargetSnapshot
 
 Pieces = dict[str, str]  # metric family name -> that family's sample lines
 Render = Callable[[TargetSnapshot], Pieces]
+AccountRender = Callable[[AccountSnapshot], Pieces]
+# A target is kept under its name, a Cloud API account under ("account", name): the two may
+# share a name.
+Key = str | tuple[str, str]
 # The key of the exporter's own series (build, reload, shard), served before the targets'.
 EXPORTER = ""
 
@@ -22,13 +27,15 @@ EXPORTER = ""
 class Store:
     """Snapshots and rendered pieces by target name, in the order targets were added."""
 
-    def __init__(self, render: Render) -> None:
+    def __init__(self, render: Render, render_account: AccountRender | None = None) -> None:
         self._render = render
+        self._render_account = render_account
         self.snapshots: dict[str, TargetSnapshot] = {}
-        self._entries: dict[str, Pieces] = {}
+        self.accounts: dict[str, AccountSnapshot] = {}
+        self._entries: dict[Key, Pieces] = {}
         # target name -> the generation of its last change, oldest first: what changed since a
         # generation costs what changed, not a walk over the fleet
-        self._changes: dict[str, int] = {}
+        self._changes: dict[Key, int] = {}
         self.generation = 0  # bumps on every change
         self.layout = 0  # bumps when a target is added or removed (positions move)
 
@@ -37,6 +44,18 @@ class Store:
         self.snapshots[snapshot.name] = snapshot
         self._put(snapshot.name, self._render(snapshot))
 
+    def update_account(self, snapshot: AccountSnapshot) -> None:
+        """Store a Cloud API account's new snapshot and render its series."""
+        if self._render_account is None:
+            raise RuntimeError("this store was made without a render function for accounts")
+        self.accounts[snapshot.name] = snapshot
+        self._put(("account", snapshot.name), self._render_account(snapshot))
+
+    def delete_account(self, name: str) -> None:
+        """Forget an account: its series go with it."""
+        self.accounts.pop(name, None)
+        self._forget(("account", name))
+
     def set_exporter_pieces(self, pieces: Pieces) -> None:
         """The exporter's own series (not tied to a target)."""
         self._put(EXPORTER, pieces)
@@ -44,12 +63,15 @@ class Store:
     def delete(self, name: str) -> None:
         """Forget a target: its series go with it."""
         self.snapshots.pop(name, None)
-        self._changes.pop(name, None)
-        if self._entries.pop(name, None) is not None:
+        self._forget(name)
+
+    def _forget(self, key: Key) -> None:
+        self._changes.pop(key, None)
+        if self._entries.pop(key, None) is not None:
             self.generation += 1
             self.layout += 1
 
-    def _put(self, name: str, pieces: Pieces) -> None:
+    def _put(self, name: Key, pieces: Pieces) -> None:
         old = self._entries.get(name)
         if old is not None and old == pieces:
             return
@@ -63,7 +85,7 @@ class Store:
                 return
         self._entries[name] = pieces
 
-    def changed_since(self, generation: int) -> list[tuple[str, Pieces]]:
+    def changed_since(self, generation: int) -> list[tuple[Key, Pieces]]:
         """The pieces stored after ``generation`` (the exporter's too), newest first."""
         changed = []
         for name, stored in reversed(self._changes.items()):
@@ -72,7 +94,7 @@ class Store:
             changed.append((name, self._entries[name]))
         return changed
 
-    def entries(self) -> Iterator[tuple[str, Pieces]]:
+    def entries(self) -> Iterator[tuple[Key, Pieces]]:
         """Every target's pieces (and the exporter's first), in exposition order."""
         return iter(self._entries.items())
 

@@ -20,7 +20,7 @@ from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.negotiation import choose, wants_gzip
 from whatsapp_support_exporter.output.store import Store
-from whatsapp_support_exporter.web.landing import landing_page, target_section
+from whatsapp_support_exporter.web.landing import account_section, landing_page, target_section
 from whatsapp_support_exporter.web.server import send_body
 
 EXPOSITION = web.AppKey("exposition", Exposition)
@@ -100,8 +100,12 @@ async def landing(request: web.Request) -> web.Response:
     rendered_at = cache.get("at")
     if rendered_at is None or not 0 <= now - rendered_at < LANDING_CACHE_SECONDS:
         status = app.get(RELOAD_STATUS)
+        store = app[STORE]
+        sections = [target_section(store, now)]
+        if store.accounts:  # without Cloud API accounts the page stays as it was
+            sections.append(account_section(store, now))
         page = landing_page(
-            [target_section(app[STORE], now)],
+            sections,
             telemetry_path=app[TELEMETRY_PATH],
             config_status=status() if status else None,
         )

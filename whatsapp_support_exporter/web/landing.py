@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.output.status import (
+    ACCOUNTS,
     STATES,
     TARGETS,
     Kind,
     Row,
+    account_snapshot_row,
     snapshot_rows,
     worst_first,
 )
@@ -44,6 +46,17 @@ def target_section(store: Store, now: float) -> Section:
         age = "never" if snap.last_success is None else f"{now - snap.last_success:.0f}s ago"
         extra[snap.name] = (age, str(snap.polls), snap.url)
     return Section(TARGETS, worst_first(rows), ("last success", "polls", "URL"), extra)
+
+
+def account_section(store: Store, now: float) -> Section:
+    """Every Cloud API account's row, worst first, with how long ago it answered and its polls."""
+    rows: list[Row] = []
+    extra: dict[str, tuple[str, ...]] = {}
+    for snap in store.accounts.values():
+        rows.append(account_snapshot_row(snap))
+        age = "never" if snap.last_success is None else f"{now - snap.last_success:.0f}s ago"
+        extra[snap.name] = (age, str(snap.polls))
+    return Section(ACCOUNTS, worst_first(rows), ("last success", "polls"), extra)
 
 
 def _section_html(section: Section) -> str:

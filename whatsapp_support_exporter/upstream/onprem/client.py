@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import logging
-import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from types import MappingProxyType
 from typing import TypeVar
 
 import aiohttp
 import orjson
-from aiohttp.http_exceptions import ContentEncodingError
 
-from whatsapp_support_exporter import __version__
 from whatsapp_support_exporter.upstream.errors import PollError, Reason
+from whatsapp_support_exporter.upstream.http import (
+    HEADER_SAFE,
+    brief,
+    classify,
+    read_capped,
+    retry_after_seconds,
+    status_error,
+)
 from whatsapp_support_exporter.upstream.onprem.support import (
     Health,
     InvalidResponse,
@@ -40,15 +43,12 @@ from whatsapp_support_exporter.upstream.onprem.target import Target
 
 log = logging.getLogger("whatsapp_support_exporter.upstream.onprem.client")
 
-USER_AGENT = f"whatsapp-support-exporter/{__version__}"
 # Renew a login token this long before the upstream says it expires.
 TOKEN_MARGIN = 300.0
 # A token whose expiry is missing or unreadable is used until the upstream answers 401.
 TOKEN_FALLBACK_LIFETIME = 24 * 3600.0
 # Bodies larger than this are parsed in a worker thread, so a big answer never stalls the loop.
 THREAD_PARSE_BYTES = 64 * 1024
-# What a token or key may hold to be sent in a header (no spaces, no control characters).
-_HEADER_SAFE = re.compile(r"[!-~]+")
 
 T = TypeVar("T")
 _NO_LOGINS: Mapping[str, int] = MappingProxyType({})
@@ -64,100 +64,6 @@ class Answer:
     shards_configured: int | None = None
     # per optional endpoint asked: None if it answered well, else why not
     endpoints: tuple[tuple[str, PollError | None], ...] = ()
-
-
-def new_session(max_connections: int, keepalive: float) -> aiohttp.ClientSession:
-    """The one keep-alive session every target shares (TLS is chosen per request)."""
-    connector = aiohttp.TCPConnector(
-        limit=max_connections,
-        limit_per_host=0,
-        keepalive_timeout=keepalive,
-        enable_cleanup_closed=True,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # the attempt's own deadline is the only timeout (asyncio.timeout in Client.attempt)
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        raise_for_status=False,
-        auto_decompress=True,
-        # cookies of one upstream must never be replayed to another on the same host
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date; None if unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(when.timestamp() - now, 0.0)
-
-
-def classify(err: BaseException) -> PollError:
-    """An exception raised while talking to the upstream, as one reason and a safe detail."""
-    if isinstance(err, PollError):
-        return err
-    if isinstance(err, TimeoutError):
-        return PollError(Reason.TIMEOUT, "no answer within the poll timeout")
-    if isinstance(err, aiohttp.ClientConnectorCertificateError):
-        return PollError(Reason.TLS, f"certificate not trusted: {_text(err.certificate_error)}")
-    ssl_cause = err if isinstance(err, ssl.SSLError) else _ssl_cause(err)
-    if isinstance(err, aiohttp.ClientSSLError) or ssl_cause is not None:
-        return PollError(Reason.TLS, f"TLS failed: {_text(ssl_cause or err)}")
-    if isinstance(err, aiohttp.ClientConnectorError):
-        return PollError(Reason.CONNECT, f"cannot connect: {_text(err.os_error)}")
-    if isinstance(err, aiohttp.ServerDisconnectedError):
-        return PollError(Reason.CONNECT, "the server closed the connection")
-    if isinstance(err, aiohttp.ClientPayloadError):
-        if isinstance(err.__cause__, ContentEncodingError):
-            return PollError(Reason.INVALID_RESPONSE, "the body cannot be decompressed")
-        return PollError(Reason.CONNECT, "the connection broke while reading the body")
-    if isinstance(err, aiohttp.ClientResponseError):  # the HTTP parser refused the answer
-        return PollError(Reason.INVALID_RESPONSE, f"malformed HTTP answer ({_text(err)})")
-    if isinstance(err, aiohttp.ClientError | OSError):
-        return PollError(Reason.CONNECT, err.__class__.__name__)
-    raise err
-
-
-def _ssl_cause(err: BaseException) -> ssl.SSLError | None:
-    seen = 0
-    cause = err.__cause__ or err.__context__
-    while cause is not None and seen < 5:
-        if isinstance(cause, ssl.SSLError):
-            return cause
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return None
-
-
-def _text(err: object) -> str:
-    """The first line of an error's own words, without control characters, at most 200."""
-    text = (
-        getattr(err, "reason", None)
-        or getattr(err, "strerror", None)
-        or getattr(err, "message", None)
-    )
-    text = str(text or err or err.__class__.__name__)
-    first = text.splitlines()[0] if text.strip() else err.__class__.__name__
-    return "".join(c if c.isprintable() else "?" for c in first)[:200]
-
-
-def _status_error(status: int, retry_after: float | None, what: str) -> PollError:
-    if status in (401, 403):
-        return PollError(Reason.AUTH, f"{what} answered HTTP {status}")
-    if status == 429:
-        return PollError(Reason.RATE_LIMITED, f"{what} answered HTTP 429", retry_after)
-    if status == 503:
-        return PollError(Reason.UNAVAILABLE, f"{what} answered HTTP 503", retry_after)
-    return PollError(Reason.HTTP, f"{what} answered HTTP {status}", retry_after)
 
 
 class Client:
@@ -259,7 +165,7 @@ class Client:
                 if resp.status == 401 and retry_auth and attempt < 2 and self._after_401():
                     continue
                 if resp.status >= 300:
-                    raise _status_error(
+                    raise status_error(
                         resp.status,
                         retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
                         path,
@@ -290,8 +196,8 @@ class Client:
         try:
             key = self.credentials.read_api_key()
         except OSError as err:
-            raise PollError(Reason.AUTH, f"cannot read the API key file ({_text(err)})") from None
-        if key is not None and not _HEADER_SAFE.fullmatch(key):
+            raise PollError(Reason.AUTH, f"cannot read the API key file ({brief(err)})") from None
+        if key is not None and not HEADER_SAFE.fullmatch(key):
             raise PollError(Reason.AUTH, "the API key holds characters a header cannot carry")
         self._api_key = key
         return key
@@ -320,7 +226,7 @@ class Client:
         try:
             password = self.credentials.read_password()
         except OSError as err:
-            raise PollError(Reason.AUTH, f"cannot read the password file ({_text(err)})") from None
+            raise PollError(Reason.AUTH, f"cannot read the password file ({brief(err)})") from None
         pair = f"{self.credentials.username}:{password}"
         basic = {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
         async with self.session.post(
@@ -329,7 +235,7 @@ class Client:
             if resp.status >= 300:
                 if resp.status in (401, 403):
                     self._count_login("failure")
-                raise _status_error(
+                raise status_error(
                     resp.status,
                     retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
                     "login",
@@ -347,20 +253,7 @@ class Client:
         self.logins = MappingProxyType({**self.logins, result: self.logins.get(result, 0) + 1})
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        """Read the body, giving up as soon as it passes the size cap (never buffered whole)."""
-        cap = self.max_response_bytes
-        if resp.content_length is not None and resp.content_length > cap:
-            raise PollError(
-                Reason.INVALID_RESPONSE, f"body of {resp.content_length} bytes exceeds {cap}"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > cap:
-                raise PollError(Reason.INVALID_RESPONSE, f"body exceeds {cap} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(resp, self.max_response_bytes)
 
 
 def _token_from(body: bytes) -> tuple[str, float | None]:
@@ -371,7 +264,7 @@ def _token_from(body: bytes) -> tuple[str, float | None]:
         token = user["token"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         raise PollError(Reason.INVALID_RESPONSE, "login response has no token") from None
-    if not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token):
+    if not isinstance(token, str) or not HEADER_SAFE.fullmatch(token):
         raise PollError(Reason.INVALID_RESPONSE, "login response has no usable token")
     expires: float | None
     try:
