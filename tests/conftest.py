@@ -9,6 +9,7 @@ seconds.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import socket
 import time
@@ -17,14 +18,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 import pytest
 import trustme
 import uvloop
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from tests.cloudgraph import FakeGraph, serve_graph
+from tests.dashboard_json import Dashboard, Panel, load_dashboard, panels_of
 from tests.hostile import PLANTED_ENV
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
@@ -87,7 +90,10 @@ SLOW_MODULES = frozenset(
         "test_demo",
         "test_docker",
         "test_host_installs",
-        "test_kubernetes",
+        "test_kubernetes_central_sharded",
+        "test_kubernetes_kits",
+        "test_kubernetes_overlays",
+        "test_kubernetes_sidecar",
         "test_prometheus_e2e",
         "test_rules_lint",
         "test_scrape_config",
@@ -350,3 +356,80 @@ async def graph() -> AsyncIterator[FakeGraph]:
     fake, server = await serve_graph()
     yield fake
     await server.close()
+
+
+@pytest.fixture(scope="session")
+def built_kits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """Every kustomize kit and example, and a user's own overlays, built once by kubectl."""
+    from tests.kits import build_every_kit  # kubernetes-validate loads slowly: kit tests only
+
+    return build_every_kit(tmp_path_factory.mktemp("kits"))
+
+
+# ------------------------------------------------- the On-Premises simulator's own tests
+
+SIM_START = 1_750_000_000.0
+SIM_KEY = "test-api-key-0123456789"
+SIM_APIKEY = {"Authorization": f"Apikey {SIM_KEY}"}
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def onprem_clock() -> FakeClock:
+    return FakeClock(SIM_START)
+
+
+@pytest.fixture
+def onprem_sim(onprem_clock: FakeClock) -> Simulator:
+    """A simulator on the fake clock, taking `SIM_KEY` and logins with password `s3cret-pass`."""
+    return Simulator(api_key=SIM_KEY, password="s3cret-pass", clock=onprem_clock, seed=7)
+
+
+@pytest.fixture
+async def onprem_client(aiohttp_client: Any, onprem_sim: Simulator) -> Client:
+    """`onprem_sim` serving a single instance `one`, a multiconnect `mc` and an HA `ha`."""
+    onprem_sim.add_instance("one")
+    onprem_sim.add_instance("mc", "multiconnect", masters=2, coreapps=5, shards=4)
+    onprem_sim.add_instance("ha", "ha", masters=3, coreapps=3)
+    c: Client = await aiohttp_client(onprem_sim.app())
+    return c
+
+
+async def get_json(client: Client, path: str, status: int = 200, **kw: Any) -> Any:
+    """GET with the API key unless told otherwise; the status must be `status`."""
+    kw.setdefault("headers", SIM_APIKEY)
+    resp = await client.get(path, **kw)
+    assert resp.status == status, await resp.text()
+    return orjson.loads(await resp.read())
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def assert_error_envelope(doc: Any, code: int) -> None:
+    assert doc["errors"][0]["code"] == code
+    assert doc["errors"][0]["title"]
+    assert doc["meta"]["api_status"] == "stable"
+
+
+def gateways(doc: Any) -> dict[str, tuple[str, str]]:
+    """{key: (role, gateway_status)} of a keyed health answer."""
+    return {k: (v["role"], v["gateway_status"]) for k, v in doc["health"].items()}
+
+
+# ---------------------------------------------------------------- the Grafana dashboard
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Dashboard:
+    """The committed Grafana dashboard, read once per test module."""
+    return load_dashboard()
+
+
+@pytest.fixture(scope="module")
+def panels(dashboard: Dashboard) -> dict[str, Panel]:
+    """The dashboard's panels (rows' nested panels too) by title."""
+    return {p["title"]: p for p in panels_of(dashboard)}

@@ -14,7 +14,7 @@ from types import TracebackType
 
 import orjson
 
-from whatsapp_api_simulator.onprem import DEFAULT_VERSION
+from whatsapp_api_simulator.onprem_model import DEFAULT_VERSION
 
 # Planted in every container's `env` (`Simulator(env=PLANTED_ENV)`), so tests can prove such
 # secrets never leave the exporter.

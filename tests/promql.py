@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import promql_parser as pp
 import pytest
 
 from whatsapp_support_exporter.output import families
@@ -158,3 +160,39 @@ def mapping_text(mapping: dict[str, Any], value: float) -> str | None:
     if mapping["type"] == "value" and (hit := options.get(f"{value:g}")) is not None:
         return str(hit.get("text"))
     return None
+
+
+# ---------------------------------------------------------------- the parsed tree
+
+
+def children(node: pp.Expr) -> list[pp.Expr]:
+    if isinstance(node, pp.AggregateExpr):
+        return [node.expr] + ([node.param] if isinstance(node.param, pp.Expr) else [])
+    if isinstance(node, pp.BinaryExpr):
+        return [node.lhs, node.rhs]
+    if isinstance(node, pp.Call):
+        return [arg for arg in node.args if isinstance(arg, pp.Expr)]
+    if isinstance(node, pp.MatrixSelector):
+        return [node.vector_selector]
+    if isinstance(node, pp.ParenExpr | pp.UnaryExpr | pp.SubqueryExpr):
+        return [node.expr]
+    return []
+
+
+def walk(
+    node: pp.Expr, parents: tuple[pp.Expr, ...] = ()
+) -> Iterator[tuple[pp.Expr, tuple[pp.Expr, ...]]]:
+    """Every node with its ancestors, nearest last."""
+    yield node, parents
+    for child in children(node):
+        yield from walk(child, (*parents, node))
+
+
+def selectors(node: pp.Expr) -> Iterator[pp.VectorSelector]:
+    for sub, _ in walk(node):
+        if isinstance(sub, pp.VectorSelector):
+            yield sub
+
+
+def matchers(selector: pp.VectorSelector) -> dict[str, str]:
+    return {m.name: m.value for m in selector.matchers.matchers}

@@ -31,7 +31,8 @@ from tests.conftest import (
     up,
     wait_for,
 )
-from whatsapp_api_simulator.onprem import Instance, Simulator
+from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_api_simulator.onprem_model import Instance
 from whatsapp_support_exporter.output.families import ERROR_REASONS
 
 # -- the matrix: one fault per reason, then healthy again ----------------------------------------

@@ -23,6 +23,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from tests.conftest import FakeClock
+from whatsapp_api_simulator.cli import build_parser
 from whatsapp_api_simulator.cloud import (
     CODE_VERIFICATION_STATUSES,
     MESSAGING_TIERS,
@@ -38,7 +39,6 @@ from whatsapp_api_simulator.cloud import (
     graph_from_args,
     start_graph,
 )
-from whatsapp_api_simulator.onprem import build_parser
 
 START = 1_779_998_600.0  # 200 s into an hour window
 TOKEN = "EAAG-simulated-system-user-token"

@@ -1,6 +1,6 @@
 """``python -m whatsapp_api_simulator``: serve a simulated fleet until interrupted."""
 
-from whatsapp_api_simulator.onprem import main
+from whatsapp_api_simulator.cli import main
 
 if __name__ == "__main__":
     main()
