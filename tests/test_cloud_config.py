@@ -287,6 +287,13 @@ def test_an_interval_under_a_minute_warns_about_the_rate_limit() -> None:
     assert account_warnings([CloudAccount("b", "2")]) == []
 
 
+def test_a_cloud_token_without_any_account_warns_that_nothing_cloud_is_polled() -> None:
+    (warning,) = account_warnings([], token_set=True)
+    assert "no Cloud API account is configured" in warning and "WA_CLOUD_WABA_IDS" in warning
+    assert account_warnings([CloudAccount("b", "2")], token_set=True) == []
+    assert account_warnings([], token_set=False) == []
+
+
 async def test_without_cloud_settings_there_is_no_account_and_no_cloud_series(
     graph: FakeGraph, aiohttp_client: Any, sim_base: str
 ) -> None:

@@ -75,7 +75,10 @@ def main(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"{PROG} check: {err}", file=sys.stderr)
         return 2
-    _warn(target_warnings(settings, fleet.targets) + account_warnings(fleet.accounts))
+    _warn(
+        target_warnings(settings, fleet.targets)
+        + account_warnings(fleet.accounts, settings.cloud_token_set)
+    )
     results, answers = asyncio.run(poll_everything(settings, fleet))
     failed = sum(1 for _, outcome in results if isinstance(outcome, PollError))
     failed_accounts = sum(1 for _, outcome in answers if isinstance(outcome, PollError))

@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             targets = fleet.initial()
         except ConfigError as err:
             fail(str(err))
-        for warning in target_warnings(settings, targets) + account_warnings(fleet.accounts):
+        for warning in target_warnings(settings, targets) + account_warnings(
+            fleet.accounts, settings.cloud_token_set
+        ):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
 

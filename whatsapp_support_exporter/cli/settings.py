@@ -291,15 +291,23 @@ def target_warnings(settings: Settings, targets: Iterable[Target] | None = None)
     return warnings
 
 
-def account_warnings(accounts: Iterable[CloudAccount]) -> list[str]:
-    """Cloud API accounts polled more often than the Graph API's rate limit comfortably allows."""
+def account_warnings(accounts: Iterable[CloudAccount], token_set: bool = False) -> list[str]:
+    """Cloud API accounts polled more often than the Graph API's rate limit comfortably allows,
+    and a Cloud API token that no account uses (the accounts were probably forgotten)."""
+    accounts = list(accounts)
+    warnings = []
+    if token_set and not accounts:
+        warnings.append(
+            "a Cloud API token is set but no Cloud API account is configured (WA_CLOUD_WABA_IDS"
+            " or the configuration file's cloud.accounts): no Cloud API account is polled"
+        )
     fast = sorted({a.interval for a in accounts if a.interval < WARN_CLOUD_INTERVAL})
-    if not fast:
-        return []
-    return [
-        f"Cloud API interval {fast[0]:g}s is below 1m: each poll of an account costs 2 Graph API"
-        " requests or more, and the Graph API allows 200 calls per hour and account"
-    ]
+    if fast:
+        warnings.append(
+            f"Cloud API interval {fast[0]:g}s is below 1m: each poll of an account costs 2 Graph"
+            " API requests or more, and the Graph API allows 200 calls per hour and account"
+        )
+    return warnings
 
 
 def setting_warnings(

@@ -242,8 +242,7 @@ class Settings(BaseSettings):
             raise SettingError(
                 "cloud_token_file", "WA_CLOUD_TOKEN and WA_CLOUD_TOKEN_FILE are both set; keep one"
             )
-        has_token = self.cloud_token is not None or self.cloud_token_file is not None
-        if self.cloud_waba_ids and not has_token and self.config_file is None:
+        if self.cloud_waba_ids and not self.cloud_token_set and self.config_file is None:
             raise SettingError(
                 "cloud_token", "the Cloud API accounts need WA_CLOUD_TOKEN or WA_CLOUD_TOKEN_FILE"
             )
@@ -253,7 +252,8 @@ class Settings(BaseSettings):
             and not self.demo
             and self.config_file is None
         ):
-            if has_token:  # a Cloud API setup missing its accounts, not a fleet missing targets
+            # a Cloud API setup missing its accounts, not a fleet missing targets
+            if self.cloud_token_set:
                 raise SettingError(
                     "cloud_waba_ids",
                     "the Cloud API token is set but no account is: name the accounts to watch"
@@ -303,6 +303,11 @@ class Settings(BaseSettings):
     def tls(self) -> TLSOptions:
         """The environment's TLS options (the defaults of every target)."""
         return TLSOptions(verify=self.tls_verify, ca_file=self.tls_ca_file)
+
+    @property
+    def cloud_token_set(self) -> bool:
+        """A Cloud API token came from the environment or a flag (inline or as a file)."""
+        return self.cloud_token is not None or self.cloud_token_file is not None
 
     def env_targets(self) -> list[Target]:
         """WA_TARGETS / --target with the environment's credentials and TLS options."""
