@@ -77,13 +77,14 @@ class FakeClock:
 # Modules whose tests start real programs: Prometheus and promtool (alerts, rules_lint,
 # scrape_config, prometheus_e2e), kubectl (kubernetes), hadolint and a venv (docker), yamllint
 # and the tools' checks (yamllint, tools), systemd-analyze (host_installs), the exporter's own
-# process (cli, check, demo). Marked
+# process (cli, check, demo, cloud_hostile_setup). Marked
 # `slow`, so that `-m "not slow"` is an inner loop of seconds; CI runs everything.
 SLOW_MODULES = frozenset(
     {
         "test_alerts",
         "test_check",
         "test_cli",
+        "test_cloud_hostile_setup",
         "test_demo",
         "test_docker",
         "test_host_installs",
