@@ -125,6 +125,7 @@ class MetaGraph:
         self.endless = False
         self.public_base: str | None = None  # the origin written into paging.next
         self.refused: set[str] = set()  # number fields this "version" does not know: error 100
+        self.name_refused = True  # the error's message names the field, as Graph's does
         self.requests: list[Seen] = []
         self.base = ""
 
@@ -162,8 +163,16 @@ class MetaGraph:
         asked = {f for f in request.query.get("fields", "").split(",") if f} | {"id"}
         if len(parts) == 2:
             return self._json({k: v for k, v in self.account.items() if k in asked})
-        if asked & self.refused:
-            return self._error(400, 100)
+        refused = sorted(asked & self.refused)
+        if refused:
+            body = graph_error(100)
+            if self.name_refused:  # as Graph words it
+                message = (
+                    f"(#100) Tried accessing nonexisting field ({refused[0]}) on node type"
+                    " (WhatsAppBusinessPhoneNumber)"
+                )
+                body = orjson.dumps({"error": {**orjson.loads(body)["error"], "message": message}})
+            return web.Response(body=body, status=400, content_type="application/json")
         limit = int(request.query.get("limit", "25"))
         cursor = request.query.get("after")
         start = int(base64.urlsafe_b64decode(cursor).decode()) if cursor else 0

@@ -315,3 +315,33 @@ async def test_a_next_page_on_another_host_is_not_followed_and_gets_no_token(
     assert errors(text) == {"invalid_response": 1}
     assert errors(text, "second") == {"invalid_response": 1}
     assert len(meta.requests) == 4
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["message-names-it", "message-silent"])
+@pytest.mark.parametrize(
+    "refused",
+    [
+        {"platform_type"},
+        {"whatsapp_business_manager_messaging_limit"},
+        {"messaging_limit_tier"},
+        {"platform_type", "whatsapp_business_manager_messaging_limit"},
+    ],
+    ids=["platform_type", "newer-limit", "deprecated-limit", "platform-and-newer-limit"],
+)
+async def test_an_edge_refusing_a_field_with_error_100_is_asked_again_without_it(
+    exporter: Exporter, meta: MetaGraph, refused: set[str], named: bool
+) -> None:
+    meta.refused, meta.name_refused = refused, named
+    meta.numbers = [
+        phone(1, platform_type=None, host_platform="ON_PREMISE", messaging_limit_tier="TIER_1K")
+    ]
+    poller = exporter.account(meta.base)
+    await poller.poll_once()
+    text = await exporter.metrics()
+    assert value(text, "whatsapp_cloud_up") == 1, poller.snapshot.last_error_detail
+    assert value(text, "whatsapp_cloud_phone_number_platform", platform="ON_PREMISE") == 1
+    limit = value(text, "whatsapp_cloud_phone_number_messaging_limit")
+    assert limit in (1000, 2000)
+    asked = len(meta.requests)
+    await poller.poll_once()
+    assert len(meta.requests) == asked + 2  # remembered: no refused request again
