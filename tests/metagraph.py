@@ -126,6 +126,7 @@ class MetaGraph:
         self.public_base: str | None = None  # the origin written into paging.next
         self.refused: set[str] = set()  # number fields this "version" does not know: error 100
         self.name_refused = True  # the error's message names the field, as Graph's does
+        self.content_type = "application/json"  # older Graph versions said text/javascript
         self.requests: list[Seen] = []
         self.base = ""
 
@@ -136,7 +137,7 @@ class MetaGraph:
         return web.Response(
             body=orjson.dumps(doc),
             status=status,
-            content_type="application/json",
+            content_type=self.content_type,
             headers=self._headers(),
         )
 

@@ -8,19 +8,26 @@ import asyncio
 import gzip
 import logging
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from tests.cloud_hostile_kit import Exporter, errors, series, value
-from tests.conftest import API_KEY, make_settings
-from tests.metagraph import ROTATED, TOKEN, MetaGraph, graph_error, usage_header
+from tests.conftest import API_KEY, make_settings, wait_for
+from tests.metagraph import ROTATED, TOKEN, WABA, MetaGraph, graph_error, usage_header
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.cli.logs import LogfmtFormatter
-from whatsapp_support_exporter.fleet.poller import TargetPoller
+from whatsapp_support_exporter.fleet.poller import Poller, TargetPoller
+from whatsapp_support_exporter.output.cloud_families import render_account
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
+from whatsapp_support_exporter.web.app import create_app
 
 
 def answer(status: int, body: bytes, content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
@@ -111,6 +118,16 @@ async def test_an_answer_without_a_graph_error_is_classified_by_its_status(
     text = await exporter.metrics()
     assert value(text, "whatsapp_cloud_up") == 0
     assert errors(text) == {reason: 1}
+
+
+@pytest.mark.parametrize("content_type", ["text/javascript", "text/plain", "application/json"])
+async def test_json_is_read_whatever_content_type_graph_names(
+    exporter: Exporter, meta: MetaGraph, content_type: str
+) -> None:
+    meta.content_type = content_type
+    await exporter.account(meta.base).poll_once()
+    text = await exporter.metrics()
+    assert value(text, "whatsapp_cloud_up") == 1
 
 
 async def test_a_gzip_answer_is_read(exporter: Exporter, meta: MetaGraph) -> None:
@@ -241,6 +258,39 @@ async def test_a_rotated_token_file_is_used_at_the_next_poll_and_never_shown(
     )
     assert TOKEN not in shown and ROTATED not in shown
     assert "harbour" in shown
+
+
+async def test_a_running_exporter_uses_a_rewritten_token_file_at_its_next_poll(
+    meta: MetaGraph, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    account = CloudAccount(
+        "harbour", WABA, graph_url=meta.base, interval=0.1, token_file=token_file
+    )
+    store = Store(render_target, render_account)
+    poller = Poller(make_settings(), store, [], [account])
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(store, poller=poller), host="127.0.0.1")
+    )
+    await client.start_server()
+    try:
+        await wait_for(lambda: any(r.authorization == f"Bearer {TOKEN}" for r in meta.requests))
+        token_file.write_text(ROTATED + "\n")
+        meta.tokens = {ROTATED}
+        seen = len(meta.requests)
+        await wait_for(
+            lambda: any(r.authorization == f"Bearer {ROTATED}" for r in meta.requests[seen:])
+        )
+        await wait_for(
+            lambda: store.accounts["harbour"].up if "harbour" in store.accounts else False
+        )
+        resp = await client.get("/metrics")
+        text = await resp.text()
+    finally:
+        await client.close()
+    assert value(text, "whatsapp_cloud_up", account="harbour") == 1
+    assert TOKEN not in text and ROTATED not in text
 
 
 async def test_an_account_and_an_on_premises_target_never_touch_each_others_series(
