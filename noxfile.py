@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def types(session: nox.Session) -> None:
     """mypy --strict on the packages, the tests, the dashboard generator and scripts/."""
-    sync(session, "--extra", "test", "--group", "lint")
+    sync(session, "--extra", "test", "--group", "dev")  # dev: lint and the drawing scripts
     session.run("mypy")
 
 

@@ -134,6 +134,11 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", help="one of " + ", ".join(COMPARED) + " (repeatable)"
     )
+    parser.add_argument(
+        "--same-requests",
+        action="store_true",
+        help="give the baseline the current tree's flags too (a baseline of 0.2 or later)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--output", type=Path, default=run.ROOT / "docs" / "benchmarks-vs-0.1.md")
@@ -151,12 +156,18 @@ def main() -> None:
             cwd=run.ROOT,
             check=True,
         )
+        # up to 0.2 the import package was called ``exporter``
+        baseline_program = ("-m", "exporter") if (tree / "exporter").is_dir() else Side.program
+        baseline_args = CURRENT_ARGS if args.same_requests else ()
         try:
             for case in chosen:
                 # a window of at least one interval: each holds every target's poll once
                 case.window = max(args.window, case.interval)
                 print(f"== {case.name}: {case.label}, interval {case.interval:g}s", flush=True)
-                sides = [Side("baseline", tree, ()), Side("current", run.ROOT, CURRENT_ARGS)]
+                sides = [
+                    Side("baseline", tree, baseline_args, program=baseline_program),
+                    Side("current", run.ROOT, CURRENT_ARGS),
+                ]
                 results.append((case, compare(case, sides, args.rounds, Path(tmp))))
         finally:
             subprocess.run(

@@ -66,12 +66,19 @@ class FakeClock:
 
     def __init__(self, now: float = 1_780_000_000.0) -> None:
         self.now = now
+        self.sleeps: list[float] = []  # the waits asked of ``sleep``, in order
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """A wait of the poll schedule (``Poller(sleep=...)``): recorded and passed at once."""
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
 # Modules whose tests start real programs: Prometheus and promtool (alerts, rules_lint,

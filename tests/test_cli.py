@@ -574,3 +574,38 @@ def test_no_credential_reaches_the_log_even_at_debug_level(
         assert secret not in landing
     for scheme in ("Bearer ", "Basic ", "Apikey "):
         assert scheme not in err
+
+
+SIDECAR_MODULES = """
+import asyncio, os, signal, sys
+import whatsapp_support_exporter.cli.main as m
+
+start = m.start_server
+
+
+async def listening(*args, **kwargs):
+    runner = await start(*args, **kwargs)
+    loaded = [n for n in ("yaml", "bcrypt", "whatsapp_api_simulator") if n in sys.modules]
+    print("loaded:", *loaded, flush=True)
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+    return runner
+
+
+m.start_server = listening
+m.main()
+"""
+
+
+def test_a_sidecar_configured_by_its_environment_loads_no_yaml_bcrypt_or_simulator() -> None:
+    """A sidecar pays in memory only for what it uses: the configuration-file and web-config
+    code (YAML, bcrypt) and the demo's simulator are imported only when configured."""
+    env = clean_env(
+        WA_TARGETS=T,
+        WA_API_KEY="a-sidecar-key-0123456789",
+        WA_WEB_LISTEN_ADDRESS=f"127.0.0.1:{free_port()}",
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", SIDECAR_MODULES], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded:", done.stdout

@@ -7,9 +7,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, exporter_app_factory, make_settings, wait_for
+from tests.conftest import API_KEY, FakeClock, exporter_app_factory, make_settings, wait_for
 from whatsapp_api_simulator.onprem import Simulator
+from whatsapp_support_exporter.fleet.config import load_targets
+from whatsapp_support_exporter.fleet.poller import Poller
 from whatsapp_support_exporter.fleet.schedule import POLL_TICK, on_tick, tick_for
+from whatsapp_support_exporter.output.families import render_target
+from whatsapp_support_exporter.output.store import Store
 
 
 @pytest.mark.parametrize(
@@ -60,3 +64,43 @@ async def test_polls_of_many_targets_start_together_on_the_grid(
     # within a fifth of a tick of a grid point (random starts would be 40%)
     on_grid = [t for t in starts if abs(t / tick - round(t / tick)) < 0.2]
     assert len(on_grid) >= 0.8 * len(starts), starts
+
+
+async def test_a_lone_target_polls_at_once_without_a_start_delay(
+    sim: Simulator, sim_base: str
+) -> None:
+    """A sidecar's first poll is not held back by the spread a fleet needs."""
+    sim.add_instance("wa", "single")
+    clock = FakeClock()
+    settings = make_settings(targets=[f"wa={sim_base}/wa"], api_key=API_KEY, poll_interval=30)
+    store = Store(render_target)
+    poller = Poller(settings, store, load_targets(settings), sleep=clock.sleep)
+    await poller.start()
+    try:
+        await wait_for(lambda: store.snapshots["wa"].polls >= 2)
+    finally:
+        await poller.stop()
+    assert store.snapshots["wa"].up
+    # the first wait came after the first poll: an interval (jittered by 5%), not a start delay
+    assert clock.sleeps[0] >= 0.95 * 30, clock.sleeps
+
+
+async def test_a_fleet_spreads_its_first_polls_over_at_most_a_second(
+    sim: Simulator, sim_base: str
+) -> None:
+    """Many targets do not all connect in the same instant, and none waits long to start."""
+    names = [f"wa{i}" for i in range(300)]
+    for name in names:
+        sim.add_instance(name, "single")
+    clock = FakeClock()
+    settings = make_settings(
+        targets=[f"{n}={sim_base}/{n}" for n in names], api_key=API_KEY, poll_interval=30
+    )
+    poller = Poller(settings, Store(render_target), load_targets(settings), sleep=clock.sleep)
+    await poller.start()
+    await asyncio.sleep(0)  # every poller's first step: its start delay
+    await poller.stop()
+    first = clock.sleeps[: len(names)]
+    assert len(first) == len(names)
+    assert all(0 < delay <= 1.0 + POLL_TICK for delay in first)
+    assert len({round(delay / POLL_TICK) for delay in first}) > 1  # on more than one grid point

@@ -14,7 +14,8 @@ import resource
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -39,14 +40,9 @@ from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
 from whatsapp_support_exporter.web.app import create_app
 from whatsapp_support_exporter.web.server import start_server
-from whatsapp_support_exporter.web.webconfig import (
-    PROBE_PATHS,
-    WebConfig,
-    WebConfigError,
-    basic_auth_middleware,
-    headers_hook,
-    load_web_config,
-)
+
+if TYPE_CHECKING:  # bcrypt and YAML are imported only when a web configuration file is given
+    from whatsapp_support_exporter.web.webconfig import WebConfig
 
 log = logging.getLogger("whatsapp_support_exporter")
 
@@ -65,7 +61,7 @@ DEMO_CLOUD_TOKEN = "demo-cloud-token"  # noqa: S105 - documented, the simulated 
 DEMO_CLOUD_INTERVAL = 60.0
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"{PROG}: {message}", file=sys.stderr)
     sys.exit(code)
 
@@ -83,15 +79,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(check_main(argv[1:]))
     try:
         settings = load_settings(argv)
-        web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except SettingsError as err:
         fail(str(err))
-    except WebConfigError as err:
-        fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
+    web_config = _web_config(settings.web_config_file) if settings.web_config_file else None
     setup_logging(settings.log_level, settings.log_format)
     for warning in variable_warnings(os.environ):  # first, and in every mode
         log.warning(warning)
     _raise_file_limit()
+    settle_gc()  # before the fleet exists: nothing a reload removes may be frozen
     store = Store(render_target, render_account)
     fleet = Fleet(settings, store)
     targets: list[Target] = []
@@ -103,6 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         for warning in target_warnings(settings, targets) + account_warnings(fleet.accounts):
             log.warning(warning)
     run(serve(settings, web_config, store, fleet, targets))
+
+
+def _web_config(path: Path) -> WebConfig:
+    """The web configuration file (TLS, basic auth); its code is imported only when one is set."""
+    from whatsapp_support_exporter.web.webconfig import WebConfigError, load_web_config
+
+    try:
+        return load_web_config(path)
+    except WebConfigError as err:
+        fail(f"invalid setting WA_WEB_CONFIG_FILE (--web.config.file): {err}")
 
 
 def run(work: Coroutine[Any, Any, None]) -> None:
@@ -143,13 +148,15 @@ async def serve(
         cleanups.append(sim_runner)
     poller = Poller(settings, store, targets, fleet.accounts)
     fleet.poller = poller
-    middlewares = (
-        [basic_auth_middleware(web_config.users, PROBE_PATHS)]
-        if web_config and web_config.users
-        else []
-    )
+    middlewares = []
+    if web_config and web_config.users:
+        from whatsapp_support_exporter.web.webconfig import PROBE_PATHS, basic_auth_middleware
+
+        middlewares.append(basic_auth_middleware(web_config.users, PROBE_PATHS))
     watch = settings.config_file is not None and not settings.demo
     background = [fleet.watch] if watch else []
+    if watch or len(targets) > 1:  # a fleet, whose peaks come and go (a lone target has none)
+        background.append(give_back_memory)
     app = create_app(
         store,
         poller=poller,
@@ -160,6 +167,8 @@ async def serve(
         background=background,
     )
     if web_config and web_config.headers:
+        from whatsapp_support_exporter.web.webconfig import headers_hook
+
         app.on_response_prepare.append(headers_hook(web_config.headers))
     host, port = split_listen_address(settings.listen_address)
     ssl_context = web_config.ssl_context if web_config else None
@@ -183,7 +192,6 @@ async def serve(
             "version": __version__,
         },
     )
-    settle_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -334,17 +342,43 @@ GC_GEN0_THRESHOLD = 10_000
 def settle_gc() -> None:
     """Keep the garbage collector off what lives as long as the process.
 
-    What exists once the exporter listens (modules, settings, targets, pollers) is moved out of
-    the collector's reach, and young objects are collected every GC_GEN0_THRESHOLD allocations:
-    with the defaults, a fleet's per-poll objects set off collections over every target's state
-    that took a quarter of the CPU at 10,000 targets (bench/gc_settings.py,
-    docs/benchmarks-fleet.md). Cycles among objects made later are still collected, less often;
-    a cycle among the frozen objects is never collected (they are never examined again), so
-    what is frozen must be what lives as long as the process.
+    Called once the settings are read and before the fleet is built: what exists then (modules,
+    settings, logging) lives as long as the process and is moved out of the collector's reach;
+    nothing of a target is, so a target a reload removes is freed whole (freezing the running
+    fleet pinned every removed target that the collector would have had to free). Young objects
+    are collected every GC_GEN0_THRESHOLD allocations: with the defaults, a fleet's per-poll
+    objects set off collections over every target's state that took a quarter of the CPU at
+    10,000 targets (bench/gc_settings.py, docs/benchmarks-fleet.md). A cycle among frozen
+    objects is never collected (they are never examined again), so what is frozen must be what
+    lives as long as the process; a target's objects hold no reference cycle, so they go as soon
+    as the last reference does, frozen or not.
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+# How often memory freed since is handed back to the system.
+TRIM_SECONDS = 30.0
+
+
+async def give_back_memory(every: float = TRIM_SECONDS) -> None:
+    """Hand the heap memory freed since the last time back to the system (glibc's malloc_trim).
+
+    glibc keeps freed heap pages for reuse, so after a passing peak (answers read up to the size
+    cap, an uncompressed /metrics held by a slow reader, a reload) the resident size stays at the
+    peak and creeps up with the next one: over a soak it looks like a leak and counts against a
+    container's memory limit (docs/benchmarks.md, "Soak"). A trim takes well under a
+    millisecond. Nothing to do where the C library has no malloc_trim (musl).
+    """
+    import ctypes  # only a fleet pays for it
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None:
+        return
+    while True:
+        await asyncio.sleep(every)
+        trim(0)
 
 
 def _raise_file_limit() -> None:

@@ -11,6 +11,7 @@ reload with a bad file keeps the running fleet. Secrets never appear in a messag
 from __future__ import annotations
 
 import difflib
+import functools
 import glob
 import os
 import re
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -56,11 +56,6 @@ from whatsapp_support_exporter.upstream.onprem.target import (
     resolved,
 )
 
-try:
-    from yaml import CSafeLoader as _BaseLoader
-except ImportError:  # pragma: no cover - PyYAML wheels ship libyaml
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
-
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # `target` is the exporter's own label; `auth` in a target file picks the credentials.
 _RESERVED_LABELS = frozenset({"target"})
@@ -85,24 +80,30 @@ class ConfigError(Exception):
 # -- YAML that refuses duplicate keys ---------------------------------------------------------
 
 
-class _Loader(_BaseLoader):
-    """A duplicated key silently wins in plain YAML; here it is an error (it hides a mistake)."""
+@functools.cache
+def _yaml_loader() -> Any:
+    """The YAML loader, made on first use: a fleet given only by WA_TARGETS (a sidecar) never
+    imports YAML. A duplicated key silently wins in plain YAML; here it is an error (it hides a
+    mistake)."""
+    import yaml
 
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # PyYAML wheels ship libyaml
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[str] = set()
-    for key_node, _ in node.value:
-        if isinstance(key_node, yaml.ScalarNode):
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f'duplicate key "{key_node.value}"', key_node.start_mark
-                )
-            seen.add(key_node.value)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
+    def construct_mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f'duplicate key "{key_node.value}"', key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        loader.flatten_mapping(node)
+        return dict(loader.construct_pairs(node))
 
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    loader: Any = type("_Loader", (base,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return loader
 
 
 def _read(path: Path) -> bytes:
@@ -119,8 +120,10 @@ def _parse(path: Path, raw: bytes) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as err:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    import yaml
+
     try:
-        return yaml.load(raw, Loader=_Loader)  # noqa: S506 - a safe loader
+        return yaml.load(raw, Loader=_yaml_loader())  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -13,14 +13,14 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
 import aiohttp
 
 from whatsapp_support_exporter.fleet.accounts import AccountPoller
-from whatsapp_support_exporter.fleet.schedule import Budget, Scheduled
+from whatsapp_support_exporter.fleet.schedule import Budget, Scheduled, start_spread
 from whatsapp_support_exporter.fleet.settings import Settings
 from whatsapp_support_exporter.output.families import OPTIONAL_ENDPOINTS
 from whatsapp_support_exporter.output.snapshot import EndpointState, TargetSnapshot, bumped
@@ -35,6 +35,10 @@ log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
 
 # /v1/account/shards is asked on the first poll and then every this many polls.
 SHARDS_EVERY = 10
+
+
+def _https(url: str) -> bool:
+    return url[:6].lower() == "https:"
 
 
 def ssl_for(options: TLSOptions) -> ssl.SSLContext | bool:
@@ -72,7 +76,6 @@ class TargetPoller(Scheduled):
             max_response_bytes=settings.max_response_bytes,
             max_series=settings.max_series,
             ssl_context=ssl_context,
-            on_login=self._count_login,
             clock=clock,
         )
         self.snapshot = TargetSnapshot(
@@ -99,9 +102,6 @@ class TargetPoller(Scheduled):
         self.snapshot = snapshot
         if not self.stopped:  # a removed target must not come back
             self.store.update(snapshot)
-
-    def _count_login(self, result: str) -> None:
-        self.snapshot = replace(self.snapshot, logins=bumped(self.snapshot.logins, result))
 
     async def poll_once(self) -> float:
         """One poll; returns the seconds until the next one should start."""
@@ -180,6 +180,7 @@ class TargetPoller(Scheduled):
                 snap,
                 polls=snap.polls + 1,
                 up=True,
+                logins=self.client.logins,
                 support=answer.support,
                 health=health,
                 shards_configured=shards,
@@ -209,6 +210,7 @@ class TargetPoller(Scheduled):
                 snap,
                 polls=snap.polls + 1,
                 up=False,
+                logins=self.client.logins,
                 last_duration=duration,
                 errors=bumped(snap.errors, err.reason),
                 last_error=err.reason,
@@ -234,8 +236,11 @@ class Poller:
         store: Store,
         targets: list[Target],
         accounts: Sequence[CloudAccount] = (),
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        self.sleep = sleep  # how the pollers wait (tests drive it)
         self.store = store
         self.targets = targets
         self.accounts = list(accounts)
@@ -265,14 +270,24 @@ class Poller:
         series go; new ones start. Returns (added, changed, removed), both kinds together."""
         session, budget = self.session, self.budget
         assert session is not None and budget is not None
+        # TLS contexts no target uses any more go (a context holds its CA store)
+        in_use = {t.tls for t in targets}
+        self._ssl = {options: ctx for options, ctx in self._ssl.items() if options in in_use}
         counts = await _reconcile(
             self.pollers,
             {t.name: t for t in targets},
             lambda p: p.target,
             lambda t: TargetPoller(
-                t, session, self.store, self.settings, budget, ssl_context=self._ssl_for(t.tls)
+                t,
+                session,
+                self.store,
+                self.settings,
+                budget,
+                # a plain-HTTP target needs no TLS context (loading the CA store costs 0.8 MiB)
+                ssl_context=self._ssl_for(t.tls) if _https(t.url) else True,
             ),
             self.store.delete,
+            self.sleep,
         )
         self.targets = targets
         if accounts is not None:
@@ -282,6 +297,7 @@ class Poller:
                 lambda p: p.account,
                 lambda a: AccountPoller(a, session, self.store, self.settings, budget),
                 self.store.delete_account,
+                self.sleep,
             )
             counts = (counts[0] + more[0], counts[1] + more[1], counts[2] + more[2])
             self.accounts = list(accounts)
@@ -305,18 +321,19 @@ async def _reconcile(
     config_of: Callable[[P], C],
     make: Callable[[C], P],
     forget: Callable[[str], None],
+    sleep: Callable[[float], Awaitable[None]],
 ) -> tuple[int, int, int]:
-    """Stop what was removed or changed (its series go), start what is new or changed."""
+    """Stop what was removed or changed (its series go), start what is new or changed, their
+    first polls spread by how many start together (a lone target polls at once)."""
     removed = [name for name in running if name not in wanted]
     changed = [n for n, c in wanted.items() if n in running and config_of(running[n]) != c]
     for name in removed + changed:
         await running.pop(name).stop()
         forget(name)
-    added = 0
-    for name, config in wanted.items():
-        if name in running:
-            continue
-        added += name not in changed
-        poller = running[name] = make(config)
+    starting = [name for name in wanted if name not in running]
+    for name in starting:
+        poller = running[name] = make(wanted[name])
+        poller.spread = start_spread(len(starting), poller.interval)
+        poller.sleep = sleep
         poller.start()
-    return added, len(changed), len(removed)
+    return len(starting) - len(changed), len(changed), len(removed)

@@ -28,6 +28,9 @@ POLL_TICK = 0.25
 # A poll holds a slot of the shared budget at most this long; a slower one goes on outside it
 # (still bounded by its own deadline), so hanging upstreams cannot hold the slots of healthy ones.
 SLOT_HOLD_SECONDS = 1.0
+# A fleet's first polls are spread over this many seconds per poller started (at most a second,
+# at most an interval): a thousand targets start within a second, a lone one (a sidecar) at once.
+START_SPREAD_PER_TARGET = 0.001
 # One generator for every target's jitter: a Random holds 2.5 KB of state, and one per target
 # was an eighth of the memory a fleet takes (docs/benchmarks-fleet.md).
 _JITTER = random.Random()
@@ -36,6 +39,11 @@ T = TypeVar("T")
 
 def tick_for(interval: float) -> float:
     return min(POLL_TICK, interval / 8)
+
+
+def start_spread(started: int, interval: float) -> float:
+    """Seconds over which the first polls of this many pollers started together are spread."""
+    return min(1.0, interval, max(started - 1, 0) * START_SPREAD_PER_TARGET)
 
 
 def on_tick(now: float, delay: float, tick: float) -> float:
@@ -70,6 +78,10 @@ class Scheduled:
         self._stale_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self.stopped = False
+        # the first poll comes within this many seconds of start (see start_spread)
+        self.spread = 0.0
+        # how the schedule waits: asyncio.sleep (tests drive it with a fake clock)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def interval(self) -> float:
@@ -96,12 +108,13 @@ class Scheduled:
         self.task = asyncio.create_task(self.run(), name=f"poll {self.name}")
 
     async def run(self) -> None:
-        """Poll until cancelled: first soon after start, then every interval (or backoff)."""
+        """Poll until cancelled: first within the spread (at once without one), then every
+        interval (or backoff) on the shared grid."""
         loop = asyncio.get_running_loop()
         interval = self.interval
         tick = tick_for(interval)
-        first = self.rng.uniform(0, min(interval, 1.0))
-        await asyncio.sleep(on_tick(loop.time(), first, tick))
+        if self.spread > 0:
+            await self.sleep(on_tick(loop.time(), self.rng.uniform(0, self.spread), tick))
         while True:
             started = loop.time()
             try:
@@ -109,9 +122,7 @@ class Scheduled:
             except Exception:  # a bug in the bookkeeping costs one poll, not the task
                 log.exception("poll crashed", extra={self.kind: self.name})
                 delay = interval
-            await asyncio.sleep(
-                on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick)
-            )
+            await self.sleep(on_tick(loop.time(), max(delay - (loop.time() - started), 0.0), tick))
 
     async def in_slot(self, work: Callable[[], Awaitable[T]]) -> T:
         """An attempt, started once it holds a budget slot; held at most SLOT_HOLD_SECONDS.
@@ -166,10 +177,14 @@ class Scheduled:
         self.withdraw()
 
     async def stop(self) -> None:
+        """Stop polling and let go of the task and the timer: both refer back to this poller
+        (a finished task keeps its last frame), and nothing may hold what a reload removed."""
         self.stopped = True
         if self._stale_timer is not None:
             self._stale_timer.cancel()
-        if self.task is not None:
-            self.task.cancel()
+            self._stale_timer = None
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await task

@@ -44,7 +44,11 @@ class Family:
         return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
 
 
-_EXTRAS_KEPT = 4096  # label value sets remembered per family (they repeat: states, reasons)
+# Label value sets remembered per family. They repeat across a fleet (states, reasons, shard ids,
+# a few versions): a few dozen per family. Values that keep changing (versions over months,
+# numbers of accounts that come and go, hostile upstream data) empty the cache when it is full,
+# so they cost a rebuild, never memory that grows with time or with what came and went.
+_EXTRAS_KEPT = 512
 
 
 def extra_labels(family: Family, values: tuple[str, ...]) -> str:

@@ -13,8 +13,9 @@ import base64
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TypeVar
 
 import aiohttp
@@ -50,6 +51,7 @@ TOKEN_FALLBACK_LIFETIME = 24 * 3600.0
 THREAD_PARSE_BYTES = 64 * 1024
 
 T = TypeVar("T")
+_NO_LOGINS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,6 @@ class Client:
         max_response_bytes: int,
         max_series: int | None = None,
         ssl_context: ssl.SSLContext | bool = True,
-        on_login: Callable[[str], None] = lambda result: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
@@ -86,13 +87,17 @@ class Client:
         self.max_response_bytes = max_response_bytes
         self.max_series = max_series
         self.ssl = ssl_context
-        self.on_login = on_login
         self.clock = clock
+        # logins by result ("success", "failure"): replaced, never changed, so a snapshot can
+        # hold it as it is (the client keeps its own count: a callback into the poller would
+        # tie the two in a reference cycle that only the garbage collector undoes)
+        self.logins: Mapping[str, int] = _NO_LOGINS
         self.use_token = not self.credentials.has_api_key
         self._api_key: str | None = None
         self._token: str | None = None
         self._token_renew_at = 0.0
-        self._login_lock = asyncio.Lock()
+        # made on the first login: most targets of a fleet never log in (an API key suffices)
+        self._login_lock: asyncio.Lock | None = None
 
     def _url(self, path: str) -> str:
         return f"{self.target.url}{path}"
@@ -203,6 +208,8 @@ class Client:
             return {"Authorization": f"Apikey {key}"} if key else {}
         if not self.credentials.can_login:
             return {}
+        if self._login_lock is None:
+            self._login_lock = asyncio.Lock()
         async with self._login_lock:
             if self._token is None or self.clock() >= self._token_renew_at:
                 await self._login()
@@ -227,7 +234,7 @@ class Client:
         ) as resp:
             if resp.status >= 300:
                 if resp.status in (401, 403):
-                    self.on_login("failure")
+                    self._count_login("failure")
                 raise status_error(
                     resp.status,
                     retry_after_seconds(resp.headers.get("Retry-After"), self.clock()),
@@ -235,12 +242,15 @@ class Client:
                 )
             body = await self._read(resp)
         token, expires = _token_from(body)
-        self.on_login("success")
+        self._count_login("success")
         now = self.clock()
         lifetime = TOKEN_FALLBACK_LIFETIME if expires is None else expires - now
         self._token = token
         self._token_renew_at = now + max(lifetime - min(TOKEN_MARGIN, lifetime / 10), 0.0)
         log.debug("logged in", extra={"target": self.target.name})
+
+    def _count_login(self, result: str) -> None:
+        self.logins = MappingProxyType({**self.logins, result: self.logins.get(result, 0) + 1})
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         return await read_capped(resp, self.max_response_bytes)
