@@ -345,3 +345,22 @@ async def test_an_edge_refusing_a_field_with_error_100_is_asked_again_without_it
     asked = len(meta.requests)
     await poller.poll_once()
     assert len(meta.requests) == asked + 2  # remembered: no refused request again
+
+
+async def test_an_entity_without_its_state_keeps_its_errors_and_is_counted_missing(
+    exporter: Exporter, meta: MetaGraph
+) -> None:
+    entities = meta.account["health_status"]["entities"]
+    del entities[1]["can_send_message"]  # the BUSINESS entity, blocked by error 141006
+    await exporter.account(meta.base).poll_once()
+    text = await exporter.metrics()
+    assert value(text, "whatsapp_cloud_up") == 1
+    assert value(text, "whatsapp_cloud_entity_error_info", entity_type="BUSINESS") == 1
+    assert value(text, "whatsapp_cloud_entity_can_send_message", entity_type="BUSINESS") is None
+    assert (
+        value(
+            text, "whatsapp_cloud_entity_can_send_message", entity_type="WABA", status="AVAILABLE"
+        )
+        == 1
+    )
+    assert value(text, "whatsapp_exporter_invalid_fields_total", field="health_status") == 1

@@ -158,6 +158,8 @@ def _health(
         if entity is None or (entity.entity_type, entity.entity_id) in seen:
             invalid.append("health_status")
             continue
+        if entity.can_send_message is None:  # kept for its errors, its state counted missing
+            invalid.append("health_status")
         seen.add((entity.entity_type, entity.entity_id))
         found.append(entity)
     return can_send, tuple(found)
