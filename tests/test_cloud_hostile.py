@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from aiohttp import web
 
 from tests.cloud_hostile_kit import Exporter, errors, series, value
-from tests.metagraph import WABA, MetaGraph, phone, serve_meta_graph
+from tests.metagraph import WABA, MetaGraph, graph_error, phone, serve_meta_graph
 
 CONTRACT_ACCOUNT_FIELDS = "name,health_status,account_review_status,business_verification_status"
 CONTRACT_NUMBER_FIELDS = {
@@ -364,3 +365,26 @@ async def test_an_entity_without_its_state_keeps_its_errors_and_is_counted_missi
         == 1
     )
     assert value(text, "whatsapp_exporter_invalid_fields_total", field="health_status") == 1
+
+
+async def test_an_error_100_about_something_else_costs_no_field_for_later_polls(
+    exporter: Exporter, meta: MetaGraph
+) -> None:
+    poller = exporter.account(meta.base)
+
+    async def unsupported(request: web.Request) -> web.StreamResponse | None:
+        if request.path.endswith("/phone_numbers"):
+            return web.Response(body=graph_error(100), status=400, content_type="application/json")
+        return None
+
+    meta.fault = unsupported
+    await poller.poll_once()
+    text = await exporter.metrics()
+    assert errors(text) == {"http": 1}
+    meta.fault = None
+    await poller.poll_once()
+    text = await exporter.metrics()
+    assert value(text, "whatsapp_cloud_up") == 1
+    assert value(text, "whatsapp_cloud_phone_number_messaging_limit") == 2000
+    asked = set(meta.requests[-1].query["fields"].split(","))
+    assert asked >= CONTRACT_NUMBER_FIELDS

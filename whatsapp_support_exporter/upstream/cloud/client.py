@@ -208,8 +208,8 @@ class CloudClient:
         """After error 100 on the first page: ask again without the field refused. Graph's
         message names it; without a name, the likeliest ways out are tried in turn (without
         the messaging-limit field this version may not know, without the other, the platform
-        asked as ``host_platform``, and these together). The client remembers what worked.
-        False when nothing is left to try."""
+        asked as ``host_platform``, and these together). The client remembers what worked;
+        when none did, it asks for every field again. False when nothing is left to try."""
         if named is not None and named != "id" and named in self.number_fields:
             self.number_fields = _dropped(self.number_fields, named)
             return True
@@ -219,6 +219,7 @@ class CloudClient:
             if fields != self.number_fields:
                 self.number_fields = fields
                 return True
+        self.number_fields = NUMBER_FIELDS  # none helped: the error was not about our fields
         return False
 
     @property
