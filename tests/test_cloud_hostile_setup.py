@@ -83,6 +83,8 @@ async def test_check_exits_1_naming_the_reason_when_the_token_is_rejected(
             "WA_CLOUD_TOKEN_FILE",
         ),
         ({"WA_CLOUD_TOKEN": ""}, "WA_CLOUD_TOKEN"),
+        ({"WA_CLOUD_TOKEN": f"Bearer {TOKEN}"}, "WA_CLOUD_TOKEN"),
+        ({"WA_CLOUD_TOKEN": "", "WA_CLOUD_TOKEN_FILE": "bearer"}, "WA_CLOUD_TOKEN_FILE"),
     ],
     ids=[
         "waba-id",
@@ -94,12 +96,17 @@ async def test_check_exits_1_naming_the_reason_when_the_token_is_rejected(
         "version",
         "token-file",
         "no-token",
+        "bearer-prefix",
+        "bearer-in-file",
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "check"])
 async def test_a_bad_cloud_setting_is_one_line_naming_it_and_exit_2(
-    env: dict[str, str], named: str, command: str
+    env: dict[str, str], named: str, command: str, tmp_path: Path
 ) -> None:
+    if env.get("WA_CLOUD_TOKEN_FILE") == "bearer":
+        env = {**env, "WA_CLOUD_TOKEN_FILE": str(tmp_path / "token")}
+        (tmp_path / "token").write_text(f"Bearer {TOKEN}\n")
     settings = {"WA_CLOUD_WABA_IDS": WABA, "WA_CLOUD_TOKEN": TOKEN, **env}
     settings = {k: v for k, v in settings.items() if v}
     code, out, err = await run(*(["check"] if command == "check" else []), **settings)
