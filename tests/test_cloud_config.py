@@ -82,6 +82,7 @@ def test_the_help_lists_the_cloud_settings() -> None:
         "WA_CLOUD_TOKEN_FILE",
     ):
         assert name in text, name
+    assert "poll every target and Cloud API account once" in text  # what check does
 
 
 def test_accounts_alone_are_a_valid_setup_with_the_defaults(clean_env: pytest.MonkeyPatch) -> None:
@@ -136,6 +137,28 @@ BAD = {
     "no-token": (
         {"WA_CLOUD_WABA_IDS": "1"},
         "invalid setting WA_CLOUD_TOKEN: the Cloud API accounts need",
+    ),
+    "token-without-accounts": (
+        {"WA_CLOUD_TOKEN": TOKEN},
+        "invalid setting WA_CLOUD_WABA_IDS (--cloud.waba-id): the Cloud API token is set but no"
+        " account is",
+    ),
+    "waba-id-singular-with-a-token": (
+        {"WA_CLOUD_WABA_ID": "102290129340398", "WA_CLOUD_TOKEN": TOKEN},
+        "invalid setting WA_CLOUD_WABA_IDS (--cloud.waba-id): the Cloud API token is set but no"
+        " account is: name the accounts to watch as [NAME=]WABA_ID, comma-separated"
+        " (WA_CLOUD_WABA_ID is set: did you mean WA_CLOUD_WABA_IDS?)",
+    ),
+    "waba-id-singular-alone": (
+        {"WA_CLOUD_WABA_ID": "102290129340398"},
+        "invalid setting WA_TARGETS (--target): at least one target is required (or"
+        " --cloud.waba-id, --config.file, or --demo) (WA_CLOUD_WABA_ID is set: did you mean"
+        " WA_CLOUD_WABA_IDS?)",
+    ),
+    "token-file-misspelt": (
+        {"WA_CLOUD_WABA_IDS": "1", "WA_CLOUD_TOKEN_FIL": "{tmp}/token"},
+        "invalid setting WA_CLOUD_TOKEN: the Cloud API accounts need WA_CLOUD_TOKEN or"
+        " WA_CLOUD_TOKEN_FILE (WA_CLOUD_TOKEN_FIL is set: did you mean WA_CLOUD_TOKEN_FILE?)",
     ),
     "both-tokens": (
         {"WA_CLOUD_WABA_IDS": "1", "WA_CLOUD_TOKEN": TOKEN, "WA_CLOUD_TOKEN_FILE": "{tmp}/token"},

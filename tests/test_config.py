@@ -156,6 +156,11 @@ BAD: dict[str, tuple[str, str | None, str]] = {
         None,
         "{cfg}: targets[0].urll: unknown key; did you mean url?",
     ),
+    "misspelt-waba-id": (
+        "cloud: {token: t, accounts: [{name: a, wabaid: '1'}]}",
+        None,
+        "{cfg}: cloud.accounts[0].wabaid: unknown key; did you mean waba_id? (and 1 more problem)",
+    ),
     "target-instead-of-targets": (
         f"target: [{{url: '{T}'}}]",
         None,
@@ -317,7 +322,8 @@ BAD: dict[str, tuple[str, str | None, str]] = {
     "two-problems": (
         "targets: [{urll: x}]",
         None,
-        "{cfg}: targets[0].url: is required (and 1 more problem)",
+        # the misspelling is named, not the key it left missing
+        "{cfg}: targets[0].urll: unknown key; did you mean url? (and 1 more problem)",
     ),
     "yaml-syntax": (
         "targets: [\n",

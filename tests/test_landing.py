@@ -28,6 +28,7 @@ from whatsapp_support_exporter.output.families import render_target
 from whatsapp_support_exporter.output.snapshot import EndpointState, TargetSnapshot
 from whatsapp_support_exporter.output.status import STATES
 from whatsapp_support_exporter.output.store import Store
+from whatsapp_support_exporter.upstream.cloud.model import PhoneNumber, Waba
 from whatsapp_support_exporter.upstream.errors import PollError, Reason
 from whatsapp_support_exporter.upstream.onprem.client import Answer
 from whatsapp_support_exporter.upstream.onprem.support import (
@@ -332,3 +333,35 @@ def test_the_states_use_the_alert_rules_thresholds() -> None:
     assert "severity: critical" in rule("WhatsAppBuildExpiresVerySoon")
     assert status.LOW_FREE_BYTES == 2 * 1024**3
     assert "< 2 * 1024 * 1024 * 1024" in rule("WhatsAppFreeSpaceLow")
+
+
+def test_an_account_row_is_critical_when_an_alert_pages_and_sets_a_deleted_number_apart() -> None:
+    """The page and check call critical what the Cloud alerts page for: a number still on
+    ON_PREMISE, but not a number DELETED on purpose, which only gets a note."""
+    fine = PhoneNumber("1", quality_rating="GREEN", status="CONNECTED", platform="CLOUD_API")
+    deleted = PhoneNumber(
+        "2",
+        quality_rating="RED",
+        status="DELETED",
+        platform="ON_PREMISE",
+        can_send_message="BLOCKED",
+    )
+    onprem = PhoneNumber("3", quality_rating="GREEN", status="CONNECTED", platform="ON_PREMISE")
+    waba = Waba(can_send_message="AVAILABLE")
+    quiet = status.account_row("acme", "1", waba, [fine, deleted], None)
+    assert quiet.state == "up"
+    assert quiet.line[-3:] == ("2", "GREEN", "1 number DELETED")
+    paging = status.account_row("acme", "1", waba, [fine, onprem], None)
+    assert paging.state == "critical" and paging.line[-1] == "1 number on ON_PREMISE"
+    alerts = (Path(__file__).parent.parent / "deploy" / "prometheus" / "alerts.yml").read_text()
+    rule = alerts.split("alert: WhatsAppCloudNumberOnPremises\n")[1].split("annotations:")[0]
+    assert "severity: critical" in rule
+
+
+async def test_a_single_row_is_counted_as_one_row(aiohttp_client: Any) -> None:
+    store = Store(render_target)
+    store.update(TargetSnapshot(name="only", url="https://only.example:9090"))
+    client = await aiohttp_client(create_app(store, clock=FakeClock(NOW)))
+    page = await (await client.get("/")).text()
+    assert "(1 row, worst first)" in page
+    assert "A Cloud API account is critical when" in page  # what its states mean, too

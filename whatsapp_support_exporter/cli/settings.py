@@ -56,8 +56,9 @@ def _epilog() -> str:
     return "\n".join(
         [
             "commands:",
-            "  check  validate the settings, poll every target once and print a table",
-            "         (exit 0: all answered, 1: one did not, 2: bad settings); check --help",
+            "  check  validate the settings, poll every target and Cloud API account once and",
+            "         print a table (exit 0: all answered, 1: one did not, 2: bad settings);",
+            "         check --help",
             "",
             "credentials (variables only, so that they stay out of the process list):",
             *lines,
@@ -195,6 +196,14 @@ def _names(field: str, environ: Mapping[str, str], from_flags: set[str]) -> str:
     return f"{names} ({flag})" if flag else names
 
 
+# A setting that is missing, and the settings any of which would have answered it: a misspelt
+# one of those is the likeliest cause (WA_CLOUD_WABA_ID set when no target is given).
+_ANSWERED_BY = {
+    "targets": ("targets", "cloud_waba_ids", "config_file", "demo"),
+    "cloud_token": ("cloud_token", "cloud_token_file"),
+}
+
+
 def describe(
     err: ValidationError,
     environ: Mapping[str, str] | None = None,
@@ -217,12 +226,12 @@ def describe(
     if field in OPTIONS:
         names = _names(field, environ, set(from_flags))
         meant = [
-            name
+            (name, OPTIONS[FIELD_OF[nearest]].variable)
             for name, nearest in misspelt_variables(environ)
-            if nearest in OPTIONS[field].variables
+            if nearest is not None and FIELD_OF[nearest] in _ANSWERED_BY.get(field, (field,))
         ]
         if meant:
-            message += f" ({meant[0]} is set: did you mean {OPTIONS[field].variable}?)"
+            message += f" ({meant[0][0]} is set: did you mean {meant[0][1]}?)"
     else:
         names = "settings"
     more = len(errors) - 1

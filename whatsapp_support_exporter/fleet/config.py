@@ -282,7 +282,8 @@ def _validate(
         return adapter.validate_python(data, context=context)
     except ValidationError as err:
         errors = err.errors(include_input=False, include_url=False, include_context=False)
-        first = errors[0]
+        # A misspelt key also leaves its real one missing: name the misspelling, the cause.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         message = _FRIENDLY.get(first["type"], first["msg"].removeprefix("Value error, "))
         if first["type"] == "extra_forbidden" and first["loc"]:
             message = _unknown_key(schema, first["loc"])

@@ -259,6 +259,12 @@ class Settings(BaseSettings):
             and not self.demo
             and self.config_file is None
         ):
+            if has_token:  # a Cloud API setup missing its accounts, not a fleet missing targets
+                raise SettingError(
+                    "cloud_waba_ids",
+                    "the Cloud API token is set but no account is: name the accounts to watch"
+                    " as [NAME=]WABA_ID, comma-separated",
+                )
             raise SettingError(
                 "targets",
                 "at least one target is required (or --cloud.waba-id, --config.file, or --demo)",

@@ -244,8 +244,9 @@ def account_row(
 ) -> Row:
     """The row of an account that answered: its numbers, the worst quality and what to act on.
 
-    critical: the account or a number BLOCKED, a quality rating RED, a number not CONNECTED;
-    warning: LIMITED, YELLOW, a number still on ON_PREMISE, usage of the rate limit at 90 %.
+    critical: the account or a number BLOCKED, a quality rating RED, a number not CONNECTED or
+    still on ON_PREMISE (as the alerts page for them); warning: LIMITED, YELLOW, usage of the rate
+    limit at 90 %. A number DELETED on purpose is counted apart, as the alerts leave it out.
     """
     state: State = "up"
     notes: list[str] = []
@@ -266,15 +267,19 @@ def account_row(
         ("critical", "not CONNECTED", lambda n: n.status not in (None, "CONNECTED")),
         ("warning", "LIMITED", lambda n: n.can_send_message == "LIMITED"),
         ("warning", "YELLOW", lambda n: n.quality_rating == "YELLOW"),
-        ("warning", "on ON_PREMISE", lambda n: n.platform == "ON_PREMISE"),
+        ("critical", "on ON_PREMISE", lambda n: n.platform == "ON_PREMISE"),
     )
+    live = [n for n in numbers if n.status != "DELETED"]
     for level, what, test in counted:
-        hits = sum(1 for n in numbers if test(n))
+        hits = sum(1 for n in live if test(n))
         if hits:
             flag(level, f"{hits} number{'s' if hits != 1 else ''} {what}")
+    deleted = len(numbers) - len(live)
+    if deleted:
+        notes.append(f"{deleted} number{'s' if deleted != 1 else ''} DELETED")
     if usage is not None and usage.highest >= USAGE_WARNING:
         flag("warning", f"rate limit {usage.highest:.0%} used")
-    qualities = [n.quality_rating for n in numbers if n.quality_rating is not None]
+    qualities = [n.quality_rating for n in live if n.quality_rating is not None]
     worst = min(qualities, key=_quality_rank) if qualities else ""
     return Row(name, waba_id, state, (str(len(numbers)), worst, "; ".join(notes)))
 

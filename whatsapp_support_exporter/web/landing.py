@@ -72,8 +72,9 @@ def _section_html(section: Section) -> str:
             f'<tr class="{row.state}"><td>{_e(row.name)}</td><td>{_e(row.part)}</td>'
             f'<td class="state">{row.state}</td>{cells}{extra}</tr>'
         )
+    count = len(section.rows)
     return (
-        f"<h2>{_e(kind.title)}</h2>\n<p>{_e(summary)} ({len(section.rows)} rows,"
+        f"<h2>{_e(kind.title)}</h2>\n<p>{_e(summary)} ({count} row{'s' if count != 1 else ''},"
         " worst first)</p>\n"
         f"<table><tr>{header}</tr>\n" + "\n".join(lines) + "\n</table>\n"
     )
@@ -106,7 +107,9 @@ def landing_page(
 client on its own schedule and serves the result. States, worst first: down (the last poll
 failed), critical (build expired or expiring within 3 days, socket or gateway not connected),
 warning (build expiring within 14 days, under 2 GiB free, an optional endpoint failing),
-starting, up. This page is at most a second old; reload it to refresh.</p>
+starting, up. A Cloud API account is critical when it or a number is BLOCKED, a number is RED,
+not CONNECTED or still on ON_PREMISE, and warning when LIMITED, YELLOW or at 90 % of the Graph
+API's rate limit. This page is at most a second old; reload it to refresh.</p>
 <p><a href="{path}">Metrics</a> · <a href="/sd">Targets (http_sd)</a> ·
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
 {config}
