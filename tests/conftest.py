@@ -26,19 +26,23 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from tests.cloud_hostile_kit import Exporter
 from tests.cloudgraph import FakeGraph, serve_graph
 from tests.dashboard_json import Dashboard, Panel, load_dashboard, panels_of
 from tests.hostile import PLANTED_ENV
+from tests.metagraph import MetaGraph, serve_meta_graph
 from whatsapp_api_simulator.onprem import Simulator
 from whatsapp_support_exporter.fleet.poller import TargetPoller, ssl_for
 from whatsapp_support_exporter.fleet.schedule import Budget
 from whatsapp_support_exporter.fleet.settings import Settings
+from whatsapp_support_exporter.output.cloud_families import render_account
 from whatsapp_support_exporter.output.exposition import Exposition
 from whatsapp_support_exporter.output.families import METRIC_NAMES, render_target
 from whatsapp_support_exporter.output.snapshot import TargetSnapshot
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.http import new_session
 from whatsapp_support_exporter.upstream.onprem.target import Credentials, Target
+from whatsapp_support_exporter.web.app import create_app
 
 # The contract's data series of a target: everything but whatsapp_up and whatsapp_exporter_*
 # (and whatsapp_target_info, from the configuration); withdrawn once the data is stale. The
@@ -80,13 +84,14 @@ class FakeClock:
 # Modules whose tests start real programs: Prometheus and promtool (alerts, rules_lint,
 # scrape_config, prometheus_e2e), kubectl (kubernetes), hadolint and a venv (docker), yamllint
 # and the tools' checks (yamllint, tools), systemd-analyze (host_installs), the exporter's own
-# process (cli, check, demo). Marked
+# process (cli, check, demo, cloud_hostile_setup). Marked
 # `slow`, so that `-m "not slow"` is an inner loop of seconds; CI runs everything.
 SLOW_MODULES = frozenset(
     {
         "test_alerts",
         "test_check",
         "test_cli",
+        "test_cloud_hostile_setup",
         "test_demo",
         "test_docker",
         "test_host_installs",
@@ -332,7 +337,6 @@ def exporter_app_factory(
     """The full web application with its poller, as ``__main__`` builds it."""
     from whatsapp_support_exporter.fleet.config import load_targets
     from whatsapp_support_exporter.fleet.poller import Poller
-    from whatsapp_support_exporter.web.app import create_app
 
     store = Store(render_target)
     poller = Poller(settings, store, load_targets(settings))
@@ -356,6 +360,26 @@ async def graph() -> AsyncIterator[FakeGraph]:
     fake, server = await serve_graph()
     yield fake
     await server.close()
+
+
+@pytest.fixture
+async def meta() -> AsyncIterator[MetaGraph]:
+    """An independent fake of the Graph API (tests/metagraph.py) on a loopback port."""
+    fake, server = await serve_meta_graph()
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+async def exporter() -> AsyncIterator[Exporter]:
+    """The exporter's web app in-process; the test adds accounts and polls them by hand."""
+    store = Store(render_target, render_account)
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(store), host="127.0.0.1"))
+    await client.start_server()
+    made = Exporter(client, store, make_settings)
+    yield made
+    await made.close()
+    await client.close()
 
 
 @pytest.fixture(scope="session")

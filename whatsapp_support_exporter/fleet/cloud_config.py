@@ -38,6 +38,7 @@ from whatsapp_support_exporter.upstream.cloud.account import (
     CloudAccount,
     check_api_version,
     check_graph_url,
+    check_token,
     check_waba_id,
     read_token_file,
 )
@@ -122,6 +123,11 @@ class CloudSection(_Model):
     @classmethod
     def _usable_token_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         return _token_file(path, info)
+
+    @field_validator("token")
+    @classmethod
+    def _sendable_token(cls, token: SecretStr | None) -> SecretStr | None:
+        return check_token(token)
 
     @model_validator(mode="after")
     def _one_token(self) -> CloudSection:

@@ -23,6 +23,7 @@ from whatsapp_support_exporter.upstream.cloud.account import (
     CloudAccount,
     check_api_version,
     check_graph_url,
+    check_token,
     parse_waba_id,
     read_token_file,
 )
@@ -152,6 +153,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"account name {name!r} is used twice; give name=waba_id")
             seen.add(name)
         return accounts
+
+    @field_validator("cloud_token")
+    @classmethod
+    def _sendable_token(cls, token: SecretStr | None) -> SecretStr | None:
+        return check_token(token)
 
     @field_validator("cloud_token_file")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from yarl import URL
 
+from whatsapp_support_exporter.upstream.http import HEADER_SAFE
 from whatsapp_support_exporter.upstream.onprem.target import SecretFileError, _read_secret
 
 GRAPH_URL = "https://graph.facebook.com"
@@ -25,6 +26,19 @@ def read_token_file(path: Path) -> str:
     token = _read_secret(path)
     if not token:
         raise SecretFileError(f"{path} is empty")
+    if not HEADER_SAFE.fullmatch(token):
+        raise SecretFileError(f"{path}: {UNSENDABLE}")
+    return token
+
+
+# Why a token cannot be sent; the token itself is never part of a message.
+UNSENDABLE = "the token holds spaces or control characters (give the token alone, no 'Bearer ')"
+
+
+def check_token(token: SecretStr | None) -> SecretStr | None:
+    """An inline token a header can carry: printable ASCII without spaces."""
+    if token is not None and not HEADER_SAFE.fullmatch(token.get_secret_value().strip()):
+        raise ValueError(UNSENDABLE)
     return token
 
 
@@ -48,7 +62,7 @@ class CloudAccount:
     def read_token(self) -> str | None:
         if self.token_file is not None:
             return read_token_file(self.token_file)
-        return self.token.get_secret_value() if self.token is not None else None
+        return self.token.get_secret_value().strip() if self.token is not None else None
 
 
 MIN_CLOUD_INTERVAL = 10.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -73,8 +74,21 @@ def graph_reason(code: int) -> Reason:
     return Reason.HTTP
 
 
-def _graph_error_code(body: bytes) -> tuple[int, int | None] | None:
-    """``(code, error_subcode)`` of a Graph error body, None when the body is none."""
+@dataclass(frozen=True)
+class _Found:
+    """What a Graph error body says: its code, subcode and the field it refused, if named."""
+
+    code: int
+    subcode: int | None
+    field: str | None
+
+
+# "(#100) Tried accessing nonexisting field (platform_type) on node type (...)"
+_REFUSED_FIELD = re.compile(r"nonexisting field \(([a-z_]{1,64})\)")
+
+
+def _graph_error_code(body: bytes) -> _Found | None:
+    """The code (and subcode, refused field) of a Graph error body, None when it is none."""
     try:
         document = load_json(body)
     except InvalidResponse:
@@ -83,7 +97,12 @@ def _graph_error_code(body: bytes) -> tuple[int, int | None] | None:
     if not isinstance(error, dict):
         return None
     code, subcode = _integer(error.get("code")), _integer(error.get("error_subcode"))
-    return None if code is None else (code, subcode)
+    message = error.get("message")
+    named = _REFUSED_FIELD.search(message) if isinstance(message, str) else None
+    field = named.group(1) if named else None
+    # only a name we asked for is kept: nothing of Graph's own text goes further
+    field = field if field in (*NUMBER_FIELDS, HOST_PLATFORM) else None
+    return None if code is None else _Found(code, subcode, field)
 
 
 def _integer(value: object) -> int | None:
@@ -100,14 +119,26 @@ def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return url.scheme.lower(), (url.host or "").lower() or None, url.port
 
 
+def _dropped(fields: tuple[str, ...], drop: str) -> tuple[str, ...]:
+    """The fields without ``drop``; ``platform_type`` is asked as ``host_platform`` instead."""
+    swap = (HOST_PLATFORM,) if drop == PLATFORM_FIELD else ()
+    return tuple(g for f in fields for g in ((*swap,) if f == drop else (f,)))
+
+
 class GraphError(PollError):
     """A failed request that carried a Graph error code."""
 
     def __init__(
-        self, reason: Reason, detail: str, code: int, retry_after: float | None = None
+        self,
+        reason: Reason,
+        detail: str,
+        code: int,
+        retry_after: float | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(reason, detail, retry_after)
         self.code = code
+        self.field = field  # the field the error says does not exist, one of ours
 
 
 # Graph's answer to a field the node does not know (or no longer knows) is error 100.
@@ -116,6 +147,9 @@ INVALID_PARAMETER = 100
 # newer field, older versions only the deprecated one.
 DEPRECATED_LIMIT_FIELD = "messaging_limit_tier"
 NEWER_LIMIT_FIELD = "whatsapp_business_manager_messaging_limit"
+# The list edge may know the platform by this name only.
+PLATFORM_FIELD = "platform_type"
+HOST_PLATFORM = "host_platform"
 
 
 @dataclass(frozen=True)
@@ -159,6 +193,7 @@ class CloudClient:
         self.usage: Usage | None = None
         # the fields asked of each number: all of them, until a version refuses one
         self.number_fields: tuple[str, ...] = NUMBER_FIELDS
+        self._tried = 0  # fallbacks tried after an error 100 that named no field
 
     @property
     def account_url(self) -> str:
@@ -169,17 +204,41 @@ class CloudClient:
         query = urlencode({"fields": ",".join(self.number_fields), "limit": PAGE_SIZE})
         return f"{self._base}/phone_numbers?{query}"
 
-    def _without_a_limit_field(self) -> bool:
-        """After error 100 on the first page: drop the messaging-limit field this version may
-        not know (once; the client remembers). False when there is nothing left to drop."""
-        if len(self.number_fields) < len(NUMBER_FIELDS):
-            return False
+    def _without(self, named: str | None) -> bool:
+        """After error 100 on the first page: ask again without the field refused. Graph's
+        message names it; without a name, the likeliest ways out are tried in turn (without
+        the messaging-limit field this version may not know, without the other, the platform
+        asked as ``host_platform``, and these together). The client remembers what worked;
+        when none did, it asks for every field again. False when nothing is left to try."""
+        if named is not None and named != "id" and named in self.number_fields:
+            self.number_fields = _dropped(self.number_fields, named)
+            return True
+        while self._tried < len(self._fallbacks):
+            fields = self._fallbacks[self._tried]
+            self._tried += 1
+            if fields != self.number_fields:
+                self.number_fields = fields
+                return True
+        self.number_fields = NUMBER_FIELDS  # none helped: the error was not about our fields
+        return False
+
+    @property
+    def _fallbacks(self) -> tuple[tuple[str, ...], ...]:
         major = self.account.api_version.lstrip("v").split(".")[0]
-        unknown = (
-            DEPRECATED_LIMIT_FIELD if major.isdigit() and int(major) >= 24 else NEWER_LIMIT_FIELD
+        unknown, other = (
+            (DEPRECATED_LIMIT_FIELD, NEWER_LIMIT_FIELD)
+            if major.isdigit() and int(major) >= 24
+            else (NEWER_LIMIT_FIELD, DEPRECATED_LIMIT_FIELD)
         )
-        self.number_fields = tuple(f for f in NUMBER_FIELDS if f != unknown)
-        return True
+        host = _dropped(NUMBER_FIELDS, PLATFORM_FIELD)
+        return (
+            _dropped(NUMBER_FIELDS, unknown),
+            _dropped(NUMBER_FIELDS, other),
+            host,
+            _dropped(host, unknown),
+            _dropped(host, other),
+            _dropped(_dropped(host, unknown), other),
+        )
 
     async def attempt(self) -> CloudAnswer:
         """The account and every page of its numbers within one deadline; PollError if not."""
@@ -212,7 +271,7 @@ class CloudClient:
             try:
                 body = await self._get(url, headers, f"phone_numbers page {pages}")
             except GraphError as err:
-                if pages > 1 or err.code != INVALID_PARAMETER or not self._without_a_limit_field():
+                if pages > 1 or err.code != INVALID_PARAMETER or not self._without(err.field):
                     raise
                 url, pages = self.numbers_url, 0  # once more, without the field refused
                 continue
@@ -298,12 +357,12 @@ class CloudClient:
         found = _graph_error_code(body)
         if found is None:
             return status_error(resp.status, retry_after, what)
-        code, subcode = found
-        sub = f", subcode {subcode}" if subcode is not None else ""
-        reason = graph_reason(code)
+        sub = f", subcode {found.subcode}" if found.subcode is not None else ""
+        reason = graph_reason(found.code)
         return GraphError(
             reason,
-            f"{what} answered HTTP {resp.status}, Graph error {code}{sub}",
-            code,
+            f"{what} answered HTTP {resp.status}, Graph error {found.code}{sub}",
+            found.code,
             retry_after if reason in (Reason.RATE_LIMITED, Reason.UNAVAILABLE) else None,
+            found.field,
         )

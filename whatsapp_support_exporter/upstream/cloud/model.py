@@ -42,6 +42,9 @@ NUMBER_FIELDS = (
 PLATFORM_FIELDS = ("platform_type", "host_platform")
 # The newer field first: messaging_limit_tier is deprecated in its favour.
 LIMIT_FIELDS = ("whatsapp_business_manager_messaging_limit", "messaging_limit_tier")
+# Meta documents the newer field as a tier string; should it come as an object (as the
+# messaging-limit webhook writes the tier, under current_limit), the tier is read from it.
+LIMIT_KEYS = ("current_limit", "tier", "messaging_limit_tier")
 # Business-initiated conversations per 24 hours of each tier; UNTIERED and unknown tiers have none.
 MESSAGING_LIMITS: Mapping[str, float] = {
     "TIER_50": 50,
@@ -155,6 +158,8 @@ def _health(
         if entity is None or (entity.entity_type, entity.entity_id) in seen:
             invalid.append("health_status")
             continue
+        if entity.can_send_message is None:  # kept for its errors, its state counted missing
+            invalid.append("health_status")
         seen.add((entity.entity_type, entity.entity_id))
         found.append(entity)
     return can_send, tuple(found)
@@ -246,19 +251,22 @@ def _number(entry: Any, invalid: list[str]) -> PhoneNumber | None:
         throughput=_throughput(entry, invalid),
         name_status=_string(entry, "name_status", invalid),
         can_send_message=can_send,
-        messaging_limit_tier=_first_string(entry, LIMIT_FIELDS, invalid),
+        messaging_limit_tier=_first_string(entry, LIMIT_FIELDS, invalid, inner=LIMIT_KEYS),
         code_verification_status=_string(entry, "code_verification_status", invalid),
         last_onboarded=_onboarded(entry, invalid),
     )
 
 
 def _first_string(
-    entry: Mapping[str, Any], keys: tuple[str, ...], invalid: list[str]
+    entry: Mapping[str, Any],
+    keys: tuple[str, ...],
+    invalid: list[str],
+    inner: tuple[str, ...] = (),
 ) -> str | None:
     """The first of two names for one field that holds a string (the other may be absent).
 
-    Missing under both names counts once, under the first name; a wrong type counts under its
-    own name.
+    An object is read through its ``inner`` keys. Missing under both names counts once, under
+    the first name; a wrong type counts under its own name.
     """
     found = False
     for key in keys:
@@ -266,6 +274,8 @@ def _first_string(
             continue
         found = True
         value = entry[key]
+        if isinstance(value, dict):
+            value = next((value[k] for k in inner if isinstance(value.get(k), str)), None)
         if isinstance(value, str) and value:
             return value
         invalid.append(key)
