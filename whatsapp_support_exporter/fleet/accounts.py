@@ -24,7 +24,7 @@ from whatsapp_support_exporter.output.snapshot import AccountSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
 from whatsapp_support_exporter.upstream.cloud.client import CloudAnswer, CloudClient
-from whatsapp_support_exporter.upstream.errors import PollError, Reason
+from whatsapp_support_exporter.upstream.errors import PollError
 
 log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
 
@@ -32,7 +32,7 @@ log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
 USAGE_WAIT_RATIO = 0.9
 
 
-class AccountPoller(Scheduled):
+class AccountPoller(Scheduled[CloudAnswer]):
     """Polls one account until stopped; its state is its current snapshot in the store."""
 
     kind = "account"
@@ -82,19 +82,10 @@ class AccountPoller(Scheduled):
         if not self.stopped:  # a removed account must not come back
             self.store.update_account(snapshot)
 
-    async def poll_once(self) -> float:
-        """One poll; returns the seconds until the next one should start."""
-        started = time.monotonic()
-        try:
-            answer = await self.in_slot(self.client.attempt)
-        except PollError as err:
-            return self._failed(err, time.monotonic() - started)
-        except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
-            error = PollError(Reason.INTERNAL, f"the exporter failed ({type(err).__name__})")
-            return self._failed(error, time.monotonic() - started, err)
-        return self._succeeded(answer, time.monotonic() - started)
+    async def attempt(self) -> CloudAnswer:
+        return await self.in_slot(self.client.attempt)
 
-    def _succeeded(self, answer: CloudAnswer, duration: float) -> float:
+    def succeeded(self, answer: CloudAnswer, duration: float) -> float:
         snap = self.snapshot
         if not snap.up:
             log.info("account is up", extra={"account": snap.name})
@@ -128,7 +119,7 @@ class AccountPoller(Scheduled):
         )
         return max(self.jittered(self.interval), self._usage_wait())
 
-    def _failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
+    def failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
         """Count the failure; log it when the account's state changes (an internal one with
         its traceback, at error level: it is ours to fix)."""
         snap = self.snapshot

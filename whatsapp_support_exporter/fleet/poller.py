@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -26,7 +26,7 @@ from whatsapp_support_exporter.output.families import OPTIONAL_ENDPOINTS
 from whatsapp_support_exporter.output.snapshot import EndpointState, TargetSnapshot, bumped
 from whatsapp_support_exporter.output.store import Store
 from whatsapp_support_exporter.upstream.cloud.account import CloudAccount
-from whatsapp_support_exporter.upstream.errors import PollError, Reason
+from whatsapp_support_exporter.upstream.errors import PollError
 from whatsapp_support_exporter.upstream.http import new_session
 from whatsapp_support_exporter.upstream.onprem.client import Answer, Client
 from whatsapp_support_exporter.upstream.onprem.target import Target, TLSOptions
@@ -49,7 +49,7 @@ def ssl_for(options: TLSOptions) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(options.ca_file) if options.ca_file else None)
 
 
-class TargetPoller(Scheduled):
+class TargetPoller(Scheduled[Answer]):
     """Polls one target until stopped; its state is its current snapshot in the store."""
 
     def __init__(
@@ -103,25 +103,14 @@ class TargetPoller(Scheduled):
         if not self.stopped:  # a removed target must not come back
             self.store.update(snapshot)
 
-    async def poll_once(self) -> float:
-        """One poll; returns the seconds until the next one should start."""
-        started = time.monotonic()
+    async def attempt(self) -> Answer:
+        """The client's attempt within a slot of the shared budget; shards at most every
+        SHARDS_EVERY-th poll of a multiconnect target (the client checks)."""
         wants_shards = (
             self.settings.collector_shards
-            and (self.snapshot.support is None or self._multiconnect())  # the client checks
+            and (self.snapshot.support is None or self._multiconnect())
             and self.snapshot.polls % SHARDS_EVERY == 0
         )
-        try:
-            answer = await self._attempt(wants_shards)
-        except PollError as err:
-            return self._failed(err, time.monotonic() - started)
-        except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
-            error = PollError(Reason.INTERNAL, f"the exporter failed ({type(err).__name__})")
-            return self._failed(error, time.monotonic() - started, err)
-        return self._succeeded(answer, time.monotonic() - started)
-
-    async def _attempt(self, wants_shards: bool) -> Answer:
-        """The client's attempt within a slot of the shared budget."""
         return await self.in_slot(
             lambda: self.client.attempt(health=self.settings.collector_health, shards=wants_shards)
         )
@@ -130,7 +119,7 @@ class TargetPoller(Scheduled):
         support = self.snapshot.support
         return support is not None and any(c.fields.multi_connect for c in support.containers)
 
-    def _succeeded(self, answer: Answer, duration: float) -> float:
+    def succeeded(self, answer: Answer, duration: float) -> float:
         snap = self.snapshot
         if not snap.up:
             log.info("target is up", extra={"target": snap.name})
@@ -195,7 +184,7 @@ class TargetPoller(Scheduled):
         )
         return self.jittered(self.settings.poll_interval)
 
-    def _failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
+    def failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
         """Count the failure; log it when the target's state changes (an internal one with its
         traceback, at error level: it is ours to fix)."""
         snap = self.snapshot
@@ -305,13 +294,13 @@ class Poller:
 
     async def stop(self) -> None:
         """Cancel polls in flight and close the session."""
-        everything = [*self.pollers.values(), *self.account_pollers.values()]
+        everything: list[Scheduled[Any]] = [*self.pollers.values(), *self.account_pollers.values()]
         await asyncio.gather(*(p.stop() for p in everything), return_exceptions=True)
         if self.session is not None:
             await self.session.close()
 
 
-P = TypeVar("P", bound=Scheduled)
+P = TypeVar("P", bound="Scheduled[Any]")
 C = TypeVar("C")
 
 

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from whatsapp_support_exporter.fleet.settings import Settings
-from whatsapp_support_exporter.upstream.errors import BACKOFF_REASONS, PollError
+from whatsapp_support_exporter.upstream.errors import BACKOFF_REASONS, PollError, Reason
 
 log = logging.getLogger("whatsapp_support_exporter.fleet.poller")
 
@@ -35,6 +36,7 @@ START_SPREAD_PER_TARGET = 0.001
 # was an eighth of the memory a fleet takes (docs/benchmarks-fleet.md).
 _JITTER = random.Random()
 T = TypeVar("T")
+A = TypeVar("A")  # what one attempt of the upstream answers
 
 
 def tick_for(interval: float) -> float:
@@ -62,7 +64,7 @@ class Budget:
         return self.failing if failing else self.healthy
 
 
-class Scheduled:
+class Scheduled(Generic[A]):
     """One thing polled until stopped, on the shared grid and within the shared budget."""
 
     name: str
@@ -96,9 +98,30 @@ class Scheduled:
         """The last poll failed: the next one takes a slot of the failing pool."""
         raise NotImplementedError
 
-    async def poll_once(self) -> float:
-        """One poll; returns the seconds until the next one should start."""
+    async def attempt(self) -> A:
+        """One attempt of the upstream, within a slot of the budget (``in_slot``)."""
         raise NotImplementedError
+
+    def succeeded(self, answer: A, duration: float) -> float:
+        """Publish the answer; returns the seconds until the next poll."""
+        raise NotImplementedError
+
+    def failed(self, err: PollError, duration: float, cause: BaseException | None = None) -> float:
+        """Count the failure (``cause``: our own exception); returns the seconds until the next
+        poll."""
+        raise NotImplementedError
+
+    async def poll_once(self) -> float:
+        """One poll: an attempt that ends in success or one reason, ``internal`` for our bugs."""
+        started = time.monotonic()
+        try:
+            answer = await self.attempt()
+        except PollError as err:
+            return self.failed(err, time.monotonic() - started)
+        except Exception as err:  # a bug or a MemoryError costs this poll, counted, not the task
+            error = PollError(Reason.INTERNAL, f"the exporter failed ({type(err).__name__})")
+            return self.failed(error, time.monotonic() - started, err)
+        return self.succeeded(answer, time.monotonic() - started)
 
     def withdraw(self) -> None:
         """The last success is too old: stop serving its data, keep the poll series."""
